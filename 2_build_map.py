@@ -1,0 +1,41 @@
+"""Stage 2: suggest maps/<name>.json, the MindSpore -> PyTorch name map, keeping earlier hand edits."""
+
+from collections import Counter
+
+from pt2ms import cli
+from pt2ms.config import load_config
+from pt2ms.mapping import build_map
+
+
+def stage(args):
+    config = load_config(args.config)
+    summary = build_map(config)
+    matches = summary["matches"]
+    cli.wrote(summary["path"])
+    methods = Counter(item.method for item in matches)
+    mapped = sum(item.torch is not None for item in matches)
+    print(f"mapped {mapped}/{len(matches)} ({', '.join(f'{m} {n}' for m, n in methods.most_common())}), "
+          f"unused PyTorch tensors {len(summary['unused'])}, ignored {sum(map(len, summary['ignored'].values()))}, "
+          f"hand edits kept {summary['kept_edits']}")
+    review = [item for item in matches if item.confidence < 0.9][: args.review]
+    if review:
+        print(f"review these first (lowest confidence of {len(matches)}):")
+        for item in review:
+            print(f"  {item.confidence:4.2f} {item.method:<10} {item.ms_name} <- {item.torch}  {item.note}")
+    for conflict in summary["conflicts"]:
+        print(f"conflict: hand edit {conflict['ms_name']!r}: {conflict['problem']} (kept as written; stage 3 will refuse it)")
+    return 0
+
+
+def build_parser():
+    result = cli.parser(__doc__)
+    result.add_argument("--review", type=int, default=10, help="how many low-confidence entries to list (default 10)")
+    return result
+
+
+def main(argv=None):
+    return cli.run(stage, argv, build_parser)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

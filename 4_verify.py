@@ -1,0 +1,39 @@
+"""Stage 4: run both models on the same inputs and report, layer by layer, whether they agree."""
+
+from pt2ms import cli
+from pt2ms.config import load_config
+from pt2ms.verify import verify
+
+
+def stage(args):
+    config = load_config(args.config)
+    if args.tolerance is not None:
+        config.verify.tolerance = args.tolerance
+    result = verify(config)
+    for path in result["files"]:
+        cli.wrote(path)
+    worst = max((row for row in result["outputs"] if row.get("compared")), key=lambda r: r["relative"], default=None)
+    figures = f"worst relative error {worst['relative']:.2e} (max abs {worst['max_abs']:.2e}, cosine {worst['cosine']:.6f})" \
+        if worst else "nothing compared"
+    differ = sum(layer["verdict"] == "differ" for layer in result["layers"])
+    print(f"{result['verdict']}: {figures}; {result['layers_paired']} layers paired, {differ} differ; "
+          f"tolerance {result['tolerance']:g}")
+    for reason in result["reasons"]:
+        print(f"  not verified: {reason}")
+    if result["first_divergence"]:
+        print(f"  {result['first_divergence']}")
+    return 0 if result["agree"] else 1
+
+
+def build_parser():
+    result = cli.parser(__doc__)
+    result.add_argument("--tolerance", type=float, help="override [verify] tolerance (relative to output scale)")
+    return result
+
+
+def main(argv=None):
+    return cli.run(stage, argv, build_parser)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""Opening any supported checkpoint as an ordered dict of name -> LazyTensor.
+
+Torch side: .pth/.pt/.bin (pickles, read safely), .safetensors, and sharded checkpoints (an
+*.index.json whose "weight_map" names each tensor's shard). MindSpore side: .ckpt and .safetensors.
+"""
+
+import json
+from pathlib import Path
+
+from .ckpt import read_ckpt
+from .errors import Pt2MsError
+from .pth import load_pth
+from .safetensors_file import read_safetensors
+from .tensors import LazyTensor
+
+# Where training scripts put the weights inside a saved dict, most specific first.
+STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "module", "ema", "model_ema",
+                   "state_dict_ema", "net", "network", "params", "weights")
+
+
+def _is_state_dict(value):
+    return isinstance(value, dict) and value and any(isinstance(item, LazyTensor) for item in value.values())
+
+
+def find_state_dict(loaded, path, key=None):
+    """The dict of tensors inside what a .pth held, and the key path it was found under."""
+    if key:
+        value = loaded
+        for part in key.split("."):
+            if not isinstance(value, dict) or part not in value:
+                raise Pt2MsError(f"{path}: no entry {key!r} (state_dict_key); top-level keys: {_keys(loaded)}")
+            value = value[part]
+        if not _is_state_dict(value):
+            raise Pt2MsError(f"{path}: entry {key!r} holds no tensors")
+        return value, key
+    if not isinstance(loaded, dict):
+        raise Pt2MsError(f"{path}: holds a {type(loaded).__name__}, not a state dict (a dict of name -> tensor)")
+    if not loaded:
+        raise Pt2MsError(f"{path}: the state dict is empty")
+    tensors = sum(isinstance(item, LazyTensor) for item in loaded.values())
+    if tensors and tensors >= len(loaded) / 2:
+        return loaded, ""
+    for name in STATE_DICT_KEYS:
+        if _is_state_dict(loaded.get(name)):
+            inner, inner_key = find_state_dict(loaded[name], path)
+            return inner, ".".join(part for part in (name, inner_key) if part)
+    candidates = [name for name, value in loaded.items() if _is_state_dict(value)]
+    if len(candidates) == 1:
+        return loaded[candidates[0]], candidates[0]
+    raise Pt2MsError(f"{path}: cannot tell which entry holds the weights (keys: {_keys(loaded)}); "
+                     "name it with state_dict_key under [torch]")
+
+
+def _keys(value):
+    return ", ".join(list(map(str, value))[:12]) if isinstance(value, dict) else type(value).__name__
+
+
+def _only_tensors(state_dict, path):
+    tensors = {name: value for name, value in state_dict.items() if isinstance(value, LazyTensor)}
+    if not tensors:
+        raise Pt2MsError(f"{path}: the state dict holds no tensors")
+    return tensors
+
+
+def _read_sharded(path, trust_pickle):
+    try:
+        weight_map = json.loads(path.read_text())["weight_map"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise Pt2MsError(f"{path}: not a sharded-checkpoint index ({error})") from None
+    shards = {}
+    tensors = {}
+    for name, shard in weight_map.items():
+        if shard not in shards:
+            shards[shard] = open_torch_checkpoint(path.parent / shard, trust_pickle=trust_pickle)
+        if name not in shards[shard]:
+            raise Pt2MsError(f"{path}: index names {name!r} in {shard}, which does not hold it")
+        tensors[name] = shards[shard][name]
+    return tensors
+
+
+def open_torch_checkpoint(path, state_dict_key=None, trust_pickle=False):
+    """Name -> LazyTensor for a PyTorch checkpoint of any supported kind, in file order."""
+    path = Path(path)
+    if not path.is_file():
+        raise Pt2MsError(f"{path}: checkpoint file not found")
+    if path.name.endswith(".index.json"):
+        return _read_sharded(path, trust_pickle)
+    if path.suffix == ".safetensors":
+        tensors = read_safetensors(path)
+        if not tensors:
+            raise Pt2MsError(f"{path}: the checkpoint holds no tensors")
+        return tensors
+    loaded = load_pth(path, trust_pickle)
+    state_dict, _ = find_state_dict(loaded, path, state_dict_key)
+    return _only_tensors(state_dict, path)
+
+
+def open_ms_checkpoint(path):
+    """Name -> LazyTensor for a MindSpore .ckpt or .safetensors file, in file order."""
+    path = Path(path)
+    if not path.is_file():
+        raise Pt2MsError(f"{path}: checkpoint file not found")
+    tensors = read_safetensors(path) if path.suffix == ".safetensors" else read_ckpt(path)
+    if not tensors:
+        raise Pt2MsError(f"{path}: the checkpoint holds no tensors")
+    return tensors

@@ -1,0 +1,37 @@
+"""Atomic file writes: an artifact is either the old one or the complete new one, never half of each."""
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode="w", **kwargs):
+    """Open a temporary file beside `path`; rename it onto `path` only if the block finishes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        # A previous artifact may be read-only (MindSpore saves checkpoints 0400); rename replaces it anyway.
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def write_text(path, text):
+    """Write a text file atomically."""
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def write_json(path, data):
+    """Write a JSON file atomically, 2-space indented."""
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")

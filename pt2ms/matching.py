@@ -1,0 +1,416 @@
+"""Guessing which PyTorch tensor feeds each MindSpore parameter, from names, shapes, layer types and order.
+
+Passes, most certain first; each claims tensors the later ones no longer see:
+  1. exact      same name after wrapper prefixes are dropped and MindSpore's leaf names are translated
+                (RENAMES below, applied by owning layer, never as a blanket rule)
+  2. structural layers matched by shape signature, name-token similarity and relative position, solved as
+                one assignment problem (so ties are broken by structure, not by luck); tensors are then
+                paired inside each matched layer
+  3. transform  same numbers in another layout: size-1 dims (1x1 conv vs dense, Conv1d's 4-D kernel),
+                fused qkv vs separate q, k, v (both directions)
+  4. order      what is left, paired by unique shape, or tied to a tensor already used when names agree
+Anything still unpaired is left null (kept at its initial value) and reported.
+"""
+
+import difflib
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .inventory import WRAPPER_PREFIXES
+
+NORM_LAYERS = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm", "InstanceNorm1d",
+               "InstanceNorm2d", "InstanceNorm3d", "SyncBatchNorm", "_BatchNorm", "RMSNorm")
+# (owning MindSpore layer types, MindSpore leaf, PyTorch leaf). mint.* layers keep PyTorch's names and never match.
+RENAMES = [
+    (NORM_LAYERS, "gamma", "weight"),
+    (NORM_LAYERS, "beta", "bias"),
+    (NORM_LAYERS, "moving_mean", "running_mean"),
+    (NORM_LAYERS, "moving_variance", "running_var"),
+    (("Embedding", "EmbeddingLookup"), "embedding_table", "weight"),
+    (("PReLU",), "w", "weight"),
+    (("PReLU",), "a", "weight"),   # a bare top-level nn.PReLU names its parameter `a`
+]
+# When no model tells the layer type: leaves that only MindSpore's own layers use. gamma/beta count only
+# when both sit in one layer (a lone `gamma` is often a layer-scale parameter, named alike on both sides).
+UNTYPED_RENAMES = {"moving_mean": "running_mean", "moving_variance": "running_var", "embedding_table": "weight"}
+PAIR_RENAMES = {"gamma": "weight", "beta": "bias"}
+
+TORCH_IGNORED = re.compile(r"(^|\.)num_batches_tracked$")
+# Optimizer state that a template saved from a training wrapper carries: per-parameter slots mirror a
+# parameter's name behind one of these prefixes; the scalars have fixed names.
+OPTIMIZER_SLOTS = ("moments.", "moment1.", "moment2.", "adam_m.", "adam_v.", "accum.", "mean_grad.",
+                   "mean_square.", "momentum.", "vhat.", "moment3.")
+OPTIMIZER_SCALARS = {"global_step", "learning_rate", "beta1_power", "beta2_power", "current_iterator_step",
+                     "epoch_num", "step_num", "scale_sense", "loss_scale", "last_overflow_iterator_step"}
+LAYER_LEAVES = {"weight", "bias", "running_mean", "running_var"}
+TYPE_FAMILIES = {"Dense": "Linear", "Conv2dTranspose": "ConvTranspose2d", "Conv1dTranspose": "ConvTranspose1d",
+                 "EmbeddingLookup": "Embedding"}
+
+
+@dataclass
+class Match:
+    ms_name: str
+    torch: object = None          # a PyTorch name, a list of names, or None
+    transform: str = ""
+    tied: bool = False
+    method: str = "none"          # exact, rule, structural, transform, order, manual, none
+    confidence: float = 0.0
+    note: str = ""
+
+
+@dataclass
+class Side:
+    """One side's tensors with the normalised names the passes compare."""
+    rows: list
+    key: dict = field(default_factory=dict)      # name -> normalised path (wrappers dropped, leaves translated)
+    position: dict = field(default_factory=dict)  # name -> relative position in definition order (0..1)
+
+
+def ignored_reason(row, ms_names, ms_side):
+    """Why a tensor takes no part in the map (num_batches_tracked, optimizer state), or ""."""
+    if not ms_side:
+        return "BatchNorm step counter: MindSpore has no counterpart" if TORCH_IGNORED.search(row.name) else ""
+    name = strip_wrappers(row.name)  # a train-step cell may prefix its optimizer's state too
+    if name in OPTIMIZER_SCALARS:
+        return "optimizer state"
+    for slot in OPTIMIZER_SLOTS:
+        if name.startswith(slot):
+            rest = name[len(slot):]
+            if rest in ms_names or any(f"{prefix}{rest}" in ms_names for prefix in WRAPPER_PREFIXES):
+                return f"optimizer state for {rest}"
+    return ""
+
+
+def strip_wrappers(name):
+    for prefix in WRAPPER_PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def _common_wrapper(names):
+    """A wrapper prefix every name carries (stripped for comparison), or ""."""
+    for prefix in WRAPPER_PREFIXES:
+        if names and all(name.startswith(prefix) for name in names):
+            return prefix
+    return ""
+
+
+def ms_leaf(row, siblings):
+    """The PyTorch leaf name a MindSpore leaf corresponds to, judged by its owning layer."""
+    parent, _, leaf = (row.path or row.name).rpartition(".")
+    layer_type = row.layer_type
+    if layer_type.startswith("mint."):
+        return leaf
+    if layer_type:
+        for types, ms_name, torch_name in RENAMES:
+            if leaf == ms_name and layer_type in types:
+                return torch_name
+        return leaf
+    if leaf in UNTYPED_RENAMES:
+        return UNTYPED_RENAMES[leaf]
+    if leaf in PAIR_RENAMES and {"gamma", "beta"} <= siblings.get(parent, set()):
+        return PAIR_RENAMES[leaf]
+    return leaf
+
+
+def _prepare(rows, ms_side):
+    names = [row.name for row in rows]
+    wrapper = _common_wrapper(names)
+    side = Side(rows)
+    siblings = {}
+    for row in rows:
+        parent, _, leaf = (row.path or row.name).rpartition(".")
+        siblings.setdefault(parent, set()).add(leaf)
+    for index, row in enumerate(rows):
+        path = row.path or row.name
+        if wrapper and path.startswith(wrapper):
+            path = path[len(wrapper):]
+        if ms_side:
+            parent, _, _ = path.rpartition(".")
+            leaf = ms_leaf(row, siblings)
+            path = f"{parent}.{leaf}" if parent else leaf
+        side.key[row.name] = path
+        side.position[row.name] = index / max(len(rows) - 1, 1)
+    return side
+
+
+# --- pass 1: exact names -------------------------------------------------------------------------------
+
+def _exact(ms, torch, matches, used):
+    torch_by_key = {}
+    for row in torch.rows:
+        torch_by_key.setdefault(torch.key[row.name], row)
+        torch_by_key.setdefault(strip_wrappers(row.name), row)
+    for row in ms.rows:
+        candidates = [ms.key[row.name], strip_wrappers(ms.key[row.name]), row.name]
+        partner = next((torch_by_key[c] for c in candidates if c in torch_by_key), None)
+        if partner is None or partner.name in used or tuple(partner.shape) != tuple(row.shape):
+            continue
+        same = partner.name == row.name
+        matches[row.name] = Match(row.name, partner.name, method="exact" if same else "rule",
+                                  confidence=1.0 if same else 0.99,
+                                  note="" if same else f"renamed by rule: {ms.key[row.name]}")
+        used.add(partner.name)
+
+
+# --- pass 2: layers by signature, names and order --------------------------------------------------------
+
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+
+
+def tokens(path):
+    """Word tokens and numbers of a dotted path: 'encoder.layer.3.attention' -> ({encoder, layer, attention}, [3])."""
+    words, numbers = set(), []
+    for part in re.split(r"[._\-]", _CAMEL.sub("_", path)):
+        if not part:
+            continue
+        if part.isdigit():
+            numbers.append(int(part))
+            continue
+        word = part.lower()
+        for ending in ("layers", "blocks", "stages", "heads"):
+            if word == ending:
+                word = word[:-1]
+        words.add(word)
+    return words, numbers
+
+
+def name_similarity(a, b):
+    """0..1: shared word tokens (Jaccard) and agreeing numbers (container indices)."""
+    words_a, numbers_a = tokens(a)
+    words_b, numbers_b = tokens(b)
+    union = words_a | words_b
+    words = len(words_a & words_b) / len(union) if union else 1.0
+    if not numbers_a and not numbers_b:
+        numbers = 1.0
+    else:
+        numbers = difflib.SequenceMatcher(a=numbers_a, b=numbers_b, autojunk=False).ratio()
+    return 0.6 * words + 0.4 * numbers
+
+
+@dataclass
+class Layer:
+    path: str                     # normalised layer path ("" for top-level tensors)
+    rows: list                    # TensorInfo rows
+    leaves: list                  # normalised leaf names, parallel to rows
+    layer_type: str
+    position: float
+
+    def signature(self, squeeze=False):
+        shapes = [tuple(d for d in row.shape if d != 1) if squeeze else tuple(row.shape) for row in self.rows]
+        return tuple(sorted(shapes))
+
+
+def _layers(side, names):
+    groups = {}
+    for row in side.rows:
+        if row.name not in names:
+            continue
+        parent, _, leaf = side.key[row.name].rpartition(".")
+        # Loose tensors (cls_token, pos_embed, layer-scale gammas) are layers of their own: grouping them by
+        # parent would glue unrelated tensors into one signature.
+        group = parent if leaf in LAYER_LEAVES else side.key[row.name]
+        layer = groups.get(group)
+        if layer is None:
+            layer = groups[group] = Layer(group, [], [], row.layer_type, side.position[row.name])
+        layer.rows.append(row)
+        layer.leaves.append(leaf)
+    return list(groups.values())
+
+
+def _type_family(layer_type):
+    name = layer_type.removeprefix("mint.")
+    return TYPE_FAMILIES.get(name, name)
+
+
+def _pair_score(ms_layer, torch_layer, squeeze):
+    if ms_layer.signature(squeeze) != torch_layer.signature(squeeze):
+        return None
+    similarity = name_similarity(ms_layer.path, torch_layer.path)
+    order = 1.0 - abs(ms_layer.position - torch_layer.position)
+    score = 1.0 + similarity + 0.5 * order
+    if ms_layer.layer_type and torch_layer.layer_type:
+        score += 0.3 if _type_family(ms_layer.layer_type) == _type_family(torch_layer.layer_type) else -0.3
+    return score, similarity
+
+
+def _assign_layers(ms_layers, torch_layers, squeeze):
+    """Best one-to-one layer pairing; returns [(ms_layer, torch_layer, similarity, margin)]."""
+    if not ms_layers or not torch_layers:
+        return []
+    scores = np.full((len(ms_layers), len(torch_layers)), -np.inf)
+    similarity = np.zeros_like(scores)
+    for i, ms_layer in enumerate(ms_layers):
+        for j, torch_layer in enumerate(torch_layers):
+            result = _pair_score(ms_layer, torch_layer, squeeze)
+            if result:
+                scores[i, j], similarity[i, j] = result
+    allowed = np.isfinite(scores)
+    if not allowed.any():
+        return []
+    cost = np.where(allowed, -scores, 1e6)
+    rows, cols = linear_sum_assignment(cost)
+    pairs = []
+    for i, j in zip(rows, cols):
+        if not allowed[i, j]:
+            continue
+        others = np.concatenate([np.delete(scores[i], j), np.delete(scores[:, j], i)])
+        others = others[np.isfinite(others)]
+        margin = scores[i, j] - others.max() if others.size else 1.0
+        pairs.append((ms_layers[i], torch_layers[j], similarity[i, j], margin))
+    return pairs
+
+
+def _pair_tensors(ms_layer, torch_layer, squeeze):
+    """Pair tensors inside two matched layers: same leaf name first, then the only tensor of that shape."""
+    def shape_of(row):
+        return tuple(d for d in row.shape if d != 1) if squeeze else tuple(row.shape)
+
+    pairs, free = [], list(zip(torch_layer.leaves, torch_layer.rows))
+    pending = []
+    for leaf, row in zip(ms_layer.leaves, ms_layer.rows):
+        hit = next((item for item in free if item[0] == leaf and shape_of(item[1]) == shape_of(row)), None)
+        if hit:
+            free.remove(hit)
+            pairs.append((row, hit[1]))
+        else:
+            pending.append(row)
+    for row in pending:
+        hit = next((item for item in free if shape_of(item[1]) == shape_of(row)), None)
+        if hit:
+            free.remove(hit)
+            pairs.append((row, hit[1]))
+    return pairs
+
+
+def _structural(ms, torch, matches, used, squeeze):
+    ms_names = {row.name for row in ms.rows if row.name not in matches}
+    torch_names = {row.name for row in torch.rows if row.name not in used}
+    for ms_layer, torch_layer, similarity, margin in _assign_layers(
+            _layers(ms, ms_names), _layers(torch, torch_names), squeeze):
+        confidence = round(min(0.95, 0.45 + 0.3 * similarity + 0.25 * min(1.0, margin / 0.5)), 2)
+        for ms_row, torch_row in _pair_tensors(ms_layer, torch_layer, squeeze):
+            transform = ""
+            if tuple(ms_row.shape) != tuple(torch_row.shape):
+                transform = f"reshape({', '.join(map(str, ms_row.shape))})"
+            how = "transform" if transform else "structural"
+            matches[ms_row.name] = Match(ms_row.name, torch_row.name, transform, method=how,
+                                         confidence=round(confidence * (0.9 if transform else 1.0), 2),
+                                         note=f"layer {ms_layer.path or '(top)'} ~ {torch_layer.path or '(top)'}")
+            used.add(torch_row.name)
+
+
+# --- pass 3: fused and split projections -----------------------------------------------------------------
+
+FUSED = {"qkv": ("q", "k", "v"), "kv": ("k", "v"), "in_proj": ("q", "k", "v")}
+PART_WORDS = {"q": ("q", "query"), "k": ("k", "key"), "v": ("v", "value")}
+
+
+def _part_of(path, part):
+    """Whether the layer owning `path` is the q, k or v projection ('query_layer', 'q_proj', 'to_q', 'wq')."""
+    layer = path.rpartition(".")[0].rpartition(".")[2].lower()
+    words = layer.split("_")
+    return any(word in PART_WORDS[part] or word == "w" + part for word in words)
+
+
+def _find_parts(candidates, leaf, parts, key):
+    """For each part (q, k, v), the one candidate row whose layer name says it is that part."""
+    found = []
+    for part in parts:
+        hits = [row for row in candidates if key(row).rpartition(".")[2] == leaf and _part_of(key(row), part)]
+        if len(hits) != 1:
+            return None
+        found.append(hits[0])
+    return found
+
+
+def _fused(ms, torch, matches, used):
+    ms_free = [row for row in ms.rows if row.name not in matches]
+    torch_free = [row for row in torch.rows if row.name not in used]
+    # One PyTorch tensor -> several MindSpore parameters (chunk) ...
+    for torch_row in torch_free:
+        parent, _, leaf = torch.key[torch_row.name].rpartition(".")
+        layer_word = parent.rpartition(".")[2].lower()
+        parts = next((value for fused, value in FUSED.items() if layer_word.endswith(fused)), None)
+        if not parts or not torch_row.shape or torch_row.shape[0] % len(parts):
+            continue
+        grand = parent.rpartition(".")[0]
+        near = [row for row in ms_free if row.name not in matches
+                and name_similarity(ms.key[row.name].rpartition(".")[0].rpartition(".")[0], grand) > 0.6]
+        found = _find_parts(near, leaf, parts, lambda row: ms.key[row.name])
+        if not found:
+            continue
+        piece = (torch_row.shape[0] // len(parts),) + tuple(torch_row.shape[1:])
+        if any(tuple(row.shape) != piece for row in found):
+            continue
+        for index, row in enumerate(found):
+            matches[row.name] = Match(row.name, torch_row.name, f"chunk({len(parts)}, 0, {index})",
+                                      method="transform", confidence=0.8,
+                                      note=f"piece {index} of fused {torch_row.name}")
+        used.add(torch_row.name)
+    # ... and several PyTorch tensors -> one MindSpore parameter (cat).
+    for ms_row in ms_free:
+        if ms_row.name in matches:
+            continue
+        parent, _, leaf = ms.key[ms_row.name].rpartition(".")
+        layer_word = parent.rpartition(".")[2].lower()
+        parts = next((value for fused, value in FUSED.items() if layer_word.endswith(fused)), None)
+        if not parts:
+            continue
+        grand = parent.rpartition(".")[0]
+        near = [row for row in torch.rows if row.name not in used
+                and name_similarity(torch.key[row.name].rpartition(".")[0].rpartition(".")[0], grand) > 0.6]
+        found = _find_parts(near, leaf, parts, lambda row: torch.key[row.name])
+        if not found or sum(row.shape[0] for row in found) != ms_row.shape[0] or \
+                any(tuple(row.shape[1:]) != tuple(ms_row.shape[1:]) for row in found):
+            continue
+        matches[ms_row.name] = Match(ms_row.name, [row.name for row in found], "cat(0)", method="transform",
+                                     confidence=0.8, note="separate projections joined")
+        used.update(row.name for row in found)
+
+
+# --- pass 4: leftovers -----------------------------------------------------------------------------------
+
+def _leftovers(ms, torch, matches, used):
+    torch_rows = {row.name: row for row in torch.rows}
+    for row in ms.rows:
+        if row.name in matches:
+            continue
+        shape = tuple(row.shape)
+        free = [t for t in torch.rows if t.name not in used and tuple(t.shape) == shape]
+        if len(free) == 1 and sum(1 for r in ms.rows if r.name not in matches and tuple(r.shape) == shape) == 1:
+            similarity = name_similarity(ms.key[row.name], torch.key[free[0].name])
+            matches[row.name] = Match(row.name, free[0].name, method="order", confidence=round(0.3 + 0.3 * similarity, 2),
+                                      note="the only unpaired tensor of this shape on both sides")
+            used.add(free[0].name)
+            continue
+        # A tensor already used elsewhere may feed this one too (tied weights), if the names say so.
+        best = max((t for t in torch_rows.values() if t.name in used and tuple(t.shape) == shape),
+                   key=lambda t: name_similarity(ms.key[row.name], torch.key[t.name]), default=None)
+        if best and name_similarity(ms.key[row.name], torch.key[best.name]) >= 0.7:
+            matches[row.name] = Match(row.name, best.name, tied=True, method="order", confidence=0.4,
+                                      note=f"tied: {best.name} already feeds another parameter")
+
+
+def match(ms_rows, torch_rows):
+    """Suggest a Match for every MindSpore row (ignored rows excluded by the caller)."""
+    ms, torch = _prepare(ms_rows, ms_side=True), _prepare(torch_rows, ms_side=False)
+    matches, used = {}, set()
+    _exact(ms, torch, matches, used)
+    _structural(ms, torch, matches, used, squeeze=False)
+    _fused(ms, torch, matches, used)
+    _structural(ms, torch, matches, used, squeeze=True)
+    _leftovers(ms, torch, matches, used)
+    tied_sources = {}
+    for item in matches.values():
+        if isinstance(item.torch, str):
+            tied_sources.setdefault(item.torch, []).append(item)
+    for group in tied_sources.values():
+        if len(group) > 1:
+            for item in group:
+                item.tied = True
+    return [matches.get(row.name) or Match(row.name, None, note="no PyTorch tensor fits") for row in ms_rows]

@@ -1,0 +1,215 @@
+"""Reading PyTorch .pth/.pt/.bin files without running code from them, and without loading all the data.
+
+A .pth (torch >= 1.6) is a zip: `data.pkl`, a pickle of the saved object whose tensors point to raw
+storage files `data/<key>` beside it. We unpickle `data.pkl` with a restricted unpickler that builds only
+containers, tensors and a few harmless types (the list below), and turns each tensor into a LazyTensor that
+reads its bytes from the zip when asked. Any other type is refused by name, before it can run.
+"""
+
+import argparse
+import collections
+import io
+import pickle
+import zipfile
+from functools import partial
+
+import numpy as np
+
+from .errors import Pt2MsError
+from .tensors import NUMPY_DTYPES, LazyTensor, from_numpy, read_bytes
+
+STORAGE_DTYPES = {
+    "FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16",
+    "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16",
+    "CharStorage": "int8", "ByteStorage": "uint8", "BoolStorage": "bool",
+}
+
+
+class _StorageType:
+    """Stands in for torch.FloatStorage and friends: only its dtype matters."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+
+def _rebuild_tensor(storage, offset, shape, stride, *_ignored):
+    return storage.view(int(offset), tuple(shape), tuple(stride))
+
+
+def _rebuild_parameter(tensor, *_ignored):
+    return tensor
+
+
+def _numpy_reconstruct(*args):
+    return np.core.multiarray._reconstruct(*args)
+
+
+# Everything the unpickler may build. Each is data, not behaviour: none of them runs code of the file's choosing.
+SAFE_GLOBALS = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("argparse", "Namespace"): argparse.Namespace,
+    ("_codecs", "encode"): lambda text, encoding="utf-8": text.encode(encoding),
+    ("numpy", "dtype"): np.dtype,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy.core.multiarray", "scalar"): np.core.multiarray.scalar,
+    ("numpy._core.multiarray", "scalar"): np.core.multiarray.scalar,
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "slice"): slice,
+    ("torch", "Size"): tuple,
+}
+SAFE_GLOBALS.update({("torch", name): _StorageType(dtype) for name, dtype in STORAGE_DTYPES.items()})
+SAFE_GLOBALS.update({(f"numpy.dtypes", f"{name.capitalize()}DType"): type(np.dtype(name))
+                     for name in ("float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")
+                     if hasattr(np, "dtypes")})
+
+
+class UnsafePickle(Pt2MsError):
+    """The pickle needs a type outside SAFE_GLOBALS."""
+
+    def __init__(self, path, type_name):
+        self.type_name = type_name
+        super().__init__(
+            f"{path}: refused to unpickle type {type_name}: loading it could run code from the file. "
+            "If you trust the file, rerun with --trust-pickle (or trust_pickle = true under [torch]); "
+            "or re-save only the weights: torch.save(model.state_dict(), path)")
+
+
+class _Storage:
+    """One raw storage file inside the zip; tensors are views into it."""
+
+    def __init__(self, path, offset, size, dtype, key):
+        self.path, self.offset, self.size, self.dtype, self.key = path, offset, size, dtype, key
+
+    def view(self, offset, shape, stride):
+        itemsize = np.dtype(NUMPY_DTYPES[self.dtype]).itemsize
+        numel = int(np.prod(shape, dtype=np.int64))
+        span = 1 + sum((n - 1) * s for n, s in zip(shape, stride)) if numel else 0
+        if (offset + span) * itemsize > self.size:
+            raise Pt2MsError(f"{self.path}: tensor data runs past its storage data/{self.key}: file is corrupt")
+        return LazyTensor(self.dtype, shape, partial(self._read, offset, shape, stride, span),
+                          str(self.path), storage=self.key)
+
+    def _read(self, offset, shape, stride, span):
+        flat = read_bytes(self.path, self.offset + offset * np.dtype(NUMPY_DTYPES[self.dtype]).itemsize,
+                          self.dtype, (span,))
+        contiguous = all(s == e for s, e, n in zip(stride, _contiguous_strides(shape), shape) if n > 1)
+        if contiguous:
+            return flat[: int(np.prod(shape, dtype=np.int64))].reshape(shape)
+        itemsize = flat.itemsize
+        view = np.lib.stride_tricks.as_strided(flat, shape, [s * itemsize for s in stride])
+        return np.require(view, requirements="C")
+
+
+def _contiguous_strides(shape):
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return list(reversed(strides))
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    def __init__(self, data, path, storages):
+        super().__init__(io.BytesIO(data))
+        self.path, self.storages = path, storages
+
+    def find_class(self, module, name):
+        found = SAFE_GLOBALS.get((module, name))
+        if found is None:
+            raise UnsafePickle(self.path, f"{module}.{name}")
+        return found
+
+    def persistent_load(self, saved_id):
+        if not (isinstance(saved_id, tuple) and saved_id[0] == "storage"):
+            raise Pt2MsError(f"{self.path}: unknown persistent id in pickle: file is corrupt or not a torch checkpoint")
+        storage_type, key = saved_id[1], str(saved_id[2])
+        if not isinstance(storage_type, _StorageType):
+            raise UnsafePickle(self.path, repr(storage_type))
+        if key not in self.storages:
+            raise Pt2MsError(f"{self.path}: storage data/{key} missing from the archive: file is corrupt")
+        offset, size = self.storages[key]
+        return _Storage(self.path, offset, size, storage_type.dtype, key)
+
+
+def _member_offsets(path, archive):
+    """Byte offset and size of each stored (uncompressed) storage file, keyed by storage key."""
+    storages = {}
+    with open(path, "rb") as handle:
+        for info in archive.infolist():
+            parts = info.filename.split("/")
+            if len(parts) < 3 or parts[-2] != "data":
+                continue
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise Pt2MsError(f"{path}: storage {info.filename} is compressed; re-save it with torch.save")
+            handle.seek(info.header_offset)
+            header = handle.read(30)
+            name_length = int.from_bytes(header[26:28], "little")
+            extra_length = int.from_bytes(header[28:30], "little")
+            storages[parts[-1]] = (info.header_offset + 30 + name_length + extra_length, info.file_size)
+    return storages
+
+
+def load_zip_pickle(path):
+    """Unpickle a zip-format torch file safely; tensors come back as LazyTensors."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [name for name in archive.namelist() if name.endswith("data.pkl")]
+            if not pickles:
+                raise Pt2MsError(f"{path}: zip archive without data.pkl: not a torch checkpoint")
+            data = archive.read(pickles[0])
+            storages = _member_offsets(path, archive)
+    except (zipfile.BadZipFile, EOFError, OSError) as error:
+        raise Pt2MsError(f"{path}: cannot read the zip archive ({error}): file is truncated or corrupt") from None
+    try:
+        return _SafeUnpickler(data, path, storages).load()
+    except Pt2MsError:
+        raise
+    except Exception as error:
+        raise Pt2MsError(f"{path}: corrupt pickle in data.pkl ({type(error).__name__}: {error})") from None
+
+
+def load_with_torch(path, trust_pickle):
+    """Let torch read the file: legacy (non-zip) formats, or full trust when the user asked for it."""
+    import torch
+
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as error:
+        raise Pt2MsError(f"{path}: torch refused to unpickle it safely ({str(error).splitlines()[0]}). "
+                         "If you trust the file, rerun with --trust-pickle") from None
+    except Exception as error:
+        raise Pt2MsError(f"{path}: cannot read it as a torch checkpoint ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''})") from None
+    return _torch_to_lazy(loaded, str(path))
+
+
+def _torch_to_lazy(value, source):
+    """Replace torch tensors (and a whole pickled model) by LazyTensors, recursively."""
+    import torch
+
+    if isinstance(value, torch.nn.Module):
+        value = value.state_dict()
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        dtype = str(tensor.dtype).removeprefix("torch.")
+        if dtype == "bfloat16":
+            return from_numpy(tensor.view(torch.int16).numpy().view(np.uint16), "bfloat16", source)
+        return from_numpy(tensor.numpy(), dtype, source)
+    if isinstance(value, dict):
+        return type(value)((key, _torch_to_lazy(item, source)) for key, item in value.items()) \
+            if isinstance(value, collections.OrderedDict) else {k: _torch_to_lazy(v, source) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_torch_to_lazy(item, source) for item in value)
+    return value
+
+
+def load_pth(path, trust_pickle=False):
+    """Read a torch checkpoint file into nested Python objects with LazyTensors for tensors."""
+    if trust_pickle or not zipfile.is_zipfile(path):
+        return load_with_torch(path, trust_pickle)
+    return load_zip_pickle(path)

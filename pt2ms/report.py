@@ -1,0 +1,88 @@
+"""Stage 4's report: verify.json (machine-readable), verify.md (for a person) and verify_layers.png."""
+
+import json
+
+from .files import atomic_open, write_json, write_text
+
+VERDICT_WORDS = {
+    "agree": "the models agree (to float32 rounding)",
+    "agree within float noise": "the models agree within float noise",
+    "differ": "the models DIFFER",
+    "not compared": "NOT VERIFIED: nothing was compared",
+}
+
+
+def _fmt(value, digits=2):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}e}"
+    return str(value)
+
+
+def markdown(result):
+    """The report a person reads: verdict first, then where the models part, then the tables."""
+    lines = [f"# Verification: {result['name']}", "",
+             f"**Verdict: {VERDICT_WORDS[result['verdict']]}** (`agree` = {str(result['agree']).lower()}).", ""]
+    for reason in result["reasons"]:
+        lines.append(f"- Not verified: {reason}.")
+    lines += [f"Tolerance: the largest error relative to the largest PyTorch output value must be at most "
+              f"{result['tolerance']:g} (\"agree\" when at most {result['exact_threshold']:g}). "
+              f"Inputs: {result['inputs']} over {result['batches']} batch(es). "
+              f"Checkpoints: `{result['torch_checkpoint']}` -> `{result['mindspore_checkpoint']}`.", ""]
+    if result["first_divergence"]:
+        lines += ["## Where the models part", "", result["first_divergence"], ""]
+    lines += ["## Outputs", "", "| batch | output | max abs error | scale | relative | cosine | verdict |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for row in result["outputs"]:
+        lines.append(f"| {row['batch']} | `{row['output']}` | {_fmt(row.get('max_abs'))} | {_fmt(row.get('scale'))} | "
+                     f"{_fmt(row.get('relative'))} | {_fmt(row.get('cosine'), 6) if 'cosine' in row else '-'} | {row['verdict']} |")
+    if result["layers"]:
+        lines += ["", f"## Layers ({result['layers_paired']} paired through the map, in PyTorch execution order)", "",
+                  "Relative error of each layer's output in the full run; *isolated* is the MindSpore layer fed "
+                  "the inputs PyTorch's layer saw, so it measures the layer's own error.", "",
+                  "| # | PyTorch | MindSpore | type | relative | inputs | isolated | verdict |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for index, layer in enumerate(result["layers"]):
+            isolated = layer.get("isolated", {})
+            lines.append(f"| {index} | `{layer['torch']}` | `{layer['mindspore']}` | {layer['torch_type']} | "
+                         f"{_fmt(layer.get('relative'))} | {_fmt(layer.get('inputs', {}).get('relative'))} | "
+                         f"{_fmt(isolated.get('relative'))} | {layer['verdict']} |")
+    if result["load_notes"]:
+        lines += ["", "## Notes from loading", ""] + [f"- {note}" for note in result["load_notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(result, path):
+    """Per-layer relative error along the depth of the network, log scale, tolerance drawn in."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = [layer for layer in result["layers"] if layer.get("compared")]
+    figure, axes = plt.subplots(figsize=(10, 4))
+    floor = 1e-12
+    axes.semilogy([max(layer["relative"], floor) for layer in layers], marker=".", label="in the full run")
+    isolated = [max(layer.get("isolated", {}).get("relative", floor) or floor, floor) for layer in layers]
+    axes.semilogy(isolated, marker="x", linestyle=":", label="isolated (own error)")
+    axes.axhline(result["tolerance"], color="red", linewidth=1, label=f"tolerance {result['tolerance']:g}")
+    axes.set_xlabel("paired layer, in PyTorch execution order")
+    axes.set_ylabel("max abs error / output scale")
+    axes.set_title(f"{result['name']}: per-layer error ({'agree' if result['agree'] else 'differ'})")
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    with atomic_open(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=100)
+    plt.close(figure)
+
+
+def write_reports(result, out_dir):
+    """Write verify.json, verify.md and (when layers were compared) verify_layers.png; returns their paths."""
+    paths = [out_dir / "verify.json", out_dir / "verify.md"]
+    write_json(paths[0], {key: value for key, value in result.items() if key != "files"})
+    write_text(paths[1], markdown(result))
+    if any(layer.get("compared") for layer in result["layers"]):
+        paths.append(out_dir / "verify_layers.png")
+        plot(result, paths[2])
+    return paths

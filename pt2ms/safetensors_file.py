@@ -1,0 +1,71 @@
+"""Safetensors files, read lazily and written one tensor at a time.
+
+The format is an 8-byte little-endian header length, a JSON header {name: {dtype, shape,
+data_offsets}}, then the raw data. The `safetensors` library reads it well but its NumPy side has no
+bfloat16, and its writers want every tensor in memory at once, so both directions are done here.
+"""
+
+import json
+import os
+from functools import partial
+
+import numpy as np
+
+from .errors import Pt2MsError
+from .files import atomic_open
+from .tensors import NUMPY_DTYPES, LazyTensor, read_bytes
+
+TO_SAFETENSORS = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
+                  "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "uint16": "U16", "uint32": "U32",
+                  "uint64": "U64", "bool": "BOOL"}
+FROM_SAFETENSORS = {code: dtype for dtype, code in TO_SAFETENSORS.items()}
+
+
+def read_safetensors(path):
+    """Names -> LazyTensor for a .safetensors file, in file order; the data stays on disk."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if length <= 0 or 8 + length > size:
+            raise Pt2MsError(f"{path}: not a safetensors file, or truncated (bad header length)")
+        try:
+            header = json.loads(handle.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise Pt2MsError(f"{path}: corrupt safetensors header ({error})") from None
+    header.pop("__metadata__", None)
+    data_start = 8 + length
+    tensors = {}
+    for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+        dtype = FROM_SAFETENSORS.get(entry.get("dtype"))
+        if dtype is None:
+            raise Pt2MsError(f"{path}: tensor {name!r} has unsupported dtype {entry.get('dtype')!r}")
+        shape = tuple(entry["shape"])
+        begin, end = entry["data_offsets"]
+        expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(NUMPY_DTYPES[dtype]).itemsize
+        if end - begin != expected or data_start + end > size:
+            raise Pt2MsError(f"{path}: tensor {name!r} data is out of bounds: file is truncated or corrupt")
+        tensors[name] = LazyTensor(dtype, shape, partial(read_bytes, path, data_start + begin, dtype, shape),
+                                   str(path), storage=f"{begin}")
+    return tensors
+
+
+def write_safetensors(path, specs, arrays, metadata=None):
+    """Write tensors to `path` atomically; `specs` lists (name, dtype, shape), `arrays` yields the data in order."""
+    header, offset = {}, 0
+    for name, dtype, shape in specs:
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(NUMPY_DTYPES[dtype]).itemsize
+        header[name] = {"dtype": TO_SAFETENSORS[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    if metadata:
+        header["__metadata__"] = metadata
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # keeps the data 8-byte aligned, as the format recommends
+    with atomic_open(path, "wb") as handle:
+        handle.write(len(encoded).to_bytes(8, "little"))
+        handle.write(encoded)
+        for (name, dtype, shape), array in zip(specs, arrays):
+            array = np.require(array, requirements="C")
+            if tuple(array.shape) != tuple(shape) or array.dtype != np.dtype(NUMPY_DTYPES[dtype]):
+                raise Pt2MsError(f"{path}: internal error: {name} is {array.dtype}{array.shape}, planned {dtype}{shape}")
+            handle.write(memoryview(array.reshape(-1)).cast("B"))

@@ -1,0 +1,100 @@
+"""Lazy tensors: a name's dtype and shape now, its data only when asked for.
+
+Data comes back as a NumPy array. NumPy has no bfloat16, so bfloat16 data travels as its raw 16-bit
+patterns in a uint16 array, tagged "bfloat16"; every reader and writer here keeps that convention.
+"""
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .errors import Pt2MsError
+
+NUMPY_DTYPES = {
+    "float64": np.float64, "float32": np.float32, "float16": np.float16, "bfloat16": np.uint16,
+    "int64": np.int64, "int32": np.int32, "int16": np.int16, "int8": np.int8, "uint8": np.uint8,
+    "uint16": np.uint16, "uint32": np.uint32, "uint64": np.uint64, "bool": np.bool_,
+}
+FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
+
+
+@dataclass
+class LazyTensor:
+    dtype: str                         # a key of NUMPY_DTYPES
+    shape: tuple
+    load: Callable[[], np.ndarray]     # reads the data from disk
+    source: str = ""                   # file it lives in, for messages
+    storage: str = ""                  # storage identity within the file: equal for tied tensors
+
+    @property
+    def numel(self):
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self):
+        return self.numel * np.dtype(NUMPY_DTYPES[self.dtype]).itemsize
+
+    def read(self):
+        """Read the data as a NumPy array of this tensor's shape."""
+        return self.load()
+
+
+def from_numpy(array, dtype=None, source=""):
+    """Wrap an in-memory array as a LazyTensor."""
+    array = np.asarray(array)
+    return LazyTensor(dtype or str(array.dtype), tuple(array.shape), lambda: array, source)
+
+
+def read_bytes(path, offset, dtype, shape):
+    """Read one contiguous tensor from `path` at byte `offset` into a fresh array."""
+    array = np.empty(shape, dtype=NUMPY_DTYPES[dtype])
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        got = handle.readinto(memoryview(array.reshape(-1)).cast("B"))
+    if got != array.nbytes:
+        raise Pt2MsError(f"{path}: file is truncated (a tensor needs {array.nbytes} bytes at offset {offset}, "
+                         f"only {got} are there)")
+    return array
+
+
+def bfloat16_to_float32(bits):
+    """Widen raw bfloat16 patterns to float32 exactly."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def float32_to_bfloat16(values):
+    """Round float32 values to the nearest bfloat16 (ties to even), returned as raw patterns."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    rounded = bits + 0x7FFF + ((bits >> 16) & 1)
+    out = (rounded >> 16).astype(np.uint16)
+    nan = np.isnan(values)
+    out[nan] = 0x7FC0
+    return out
+
+
+def as_float(array, dtype):
+    """A float view of the data for statistics (bfloat16 widened), or None for integer data."""
+    if dtype == "bfloat16":
+        return bfloat16_to_float32(array)
+    return array if dtype in FLOAT_DTYPES else None
+
+
+def cast(array, from_dtype, to_dtype):
+    """Cast data between dtypes; returns (array, number of finite values that overflowed to inf)."""
+    if from_dtype == to_dtype:
+        return array, 0
+    values = as_float(array, from_dtype)
+    if values is None:
+        values = array
+    with np.errstate(over="ignore", invalid="ignore"):
+        if to_dtype == "bfloat16":
+            out = float32_to_bfloat16(values.astype(np.float32))
+            widened = bfloat16_to_float32(out)
+        else:
+            out = values.astype(NUMPY_DTYPES[to_dtype])
+            widened = out
+    overflow = 0
+    if to_dtype in FLOAT_DTYPES and np.issubdtype(np.asarray(values).dtype, np.floating):
+        overflow = int(np.count_nonzero(np.isinf(widened) & np.isfinite(values)))
+    return out, overflow

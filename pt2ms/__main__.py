@@ -7,8 +7,8 @@ from .demo import make_example_checkpoint
 
 
 def stage(args):
-    path = make_example_checkpoint(load_config(args.config))
-    cli.wrote(path)
+    for path in make_example_checkpoint(load_config(args.config)):
+        cli.wrote(path)
     return 0
 
 

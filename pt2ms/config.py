@@ -69,6 +69,7 @@ class Config:
     mindspore: MindSporeSection
     verify: VerifySection
     paths: PathsSection
+    example: "ExampleSection"
 
     @property
     def map_path(self):
@@ -88,9 +89,27 @@ def _section(cls, data, where, base):
     values = {}
     for key, value in data.items():
         if "Path" in str(known[key].type):
-            value = (base / value).resolve()
+            value = _resolve_path(value, base, where)
         values[key] = value
     return cls(**values)
+
+
+def _resolve_path(value, base, where):
+    """A config path: relative to the config file, or "package:NAME/inside/it" for files a package ships."""
+    if not isinstance(value, str):
+        raise Pt2MsError(f"[{where}] paths must be strings, got {value!r}")
+    if value.startswith("package:"):
+        package, _, inside = value.removeprefix("package:").partition("/")
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise Pt2MsError(f"[{where}] {value!r}: package {package!r} is not installed")
+        return Path(list(spec.submodule_search_locations)[0]) / inside
+    return (base / value).resolve()
+
+
+@dataclass
+class ExampleSection:
+    template: str | None = None        # factory(path) that writes the example's MindSpore template
 
 
 def _input_spec(item, source):
@@ -115,7 +134,8 @@ def load_config(path=None):
     if not isinstance(name, str) or not name or "/" in name:
         raise Pt2MsError(f"{source}: missing or bad top-level key 'name' (a plain word, e.g. name = \"resnet50\")")
     base = source.parent
-    sections = {"torch": TorchSection, "mindspore": MindSporeSection, "verify": VerifySection, "paths": PathsSection}
+    sections = {"torch": TorchSection, "mindspore": MindSporeSection, "verify": VerifySection, "paths": PathsSection,
+                "example": ExampleSection}
     unknown = sorted(set(data) - set(sections))
     if unknown:
         raise Pt2MsError(f"{source}: unknown key {unknown[0]!r} (known: name, {', '.join(sections)})")

@@ -54,14 +54,23 @@ def calibrate_batchnorm(model, inputs):
 
 
 def make_example_checkpoint(config):
-    """Build the config's torch model with seeded random weights and save it to [torch] checkpoint."""
+    """Write a bundled example's inputs: seeded torch weights (unless real ones ship) and its template; returns paths."""
     import torch
 
+    from .config import import_object
     from .verify import make_inputs
+
+    written = []
+    if config.example.template:
+        config.mindspore.template.parent.mkdir(parents=True, exist_ok=True)
+        import_object(config.example.template, config.source)(str(config.mindspore.template))
+        written.append(config.mindspore.template)
+    if not config.torch.checkpoint.is_relative_to(config.paths.outputs):
+        return written  # real weights that ship with a package: nothing to make
 
     model = randomize(build_torch_model(config), config.verify.seed)
     inputs = [torch.from_numpy(array) for array in make_inputs(config.verify.inputs, config.verify.seed + 7)]
     calibrate_batchnorm(model, inputs)
     with atomic_open(config.torch.checkpoint, "wb") as handle:
         torch.save(model.state_dict(), handle)
-    return config.torch.checkpoint
+    return written + [config.torch.checkpoint]

@@ -99,6 +99,16 @@ def from_ms_model(net):
     return rows
 
 
+def add_ms_layer_types(rows, model_rows):
+    """Fill layer_type and path on template rows from the model's rows (template names may carry a wrapper prefix)."""
+    by_name = {row.name: row for row in model_rows}
+    for row in rows:
+        found = by_name.get(_strip_wrappers(row.name, by_name))
+        if found is not None and tuple(found.shape) == tuple(row.shape):
+            row.layer_type, row.path = found.layer_type, found.path
+    return rows
+
+
 FIELDS = [field.name for field in dataclasses.fields(TensorInfo)]
 
 
@@ -153,12 +163,15 @@ def show(config):
     torch_rows = from_checkpoint(tensors)
     if config.torch.model:
         add_torch_layer_types(torch_rows, build_torch_model(config))
-    if config.mindspore.model:
-        ms_rows = from_ms_model(build_ms_model(config))
-        ms_source = f"model {config.mindspore.model}"
-    else:
+    # A template's names are what the target checkpoint must hold; a model adds layer types and paths.
+    ms_model_rows = from_ms_model(build_ms_model(config)) if config.mindspore.model else None
+    if config.mindspore.template:
         ms_rows = from_checkpoint(open_ms_checkpoint(config.mindspore.template))
+        if ms_model_rows:
+            add_ms_layer_types(ms_rows, ms_model_rows)
         ms_source = f"template {config.mindspore.template}"
+    else:
+        ms_rows, ms_source = ms_model_rows, f"model {config.mindspore.model}"
     out = config.output_dir
     return {
         "torch": (torch_rows, *write_inventory(torch_rows, out / "torch_params", f"PyTorch {config.torch.checkpoint}")),

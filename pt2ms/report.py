@@ -48,6 +48,9 @@ def markdown(result):
             lines.append(f"| {index} | `{layer['torch']}` | `{layer['mindspore']}` | {layer['torch_type']} | "
                          f"{_fmt(layer.get('relative'))} | {_fmt(layer.get('inputs', {}).get('relative'))} | "
                          f"{_fmt(isolated.get('relative'))} | {layer['verdict']} |")
+        boundary = [layer for layer in result["layers"] if layer.get("note")]
+        if boundary:
+            lines += ["", "Notes on layers:"] + [f"- `{layer['torch']}`: {layer['note']}" for layer in boundary]
     if result["load_notes"]:
         lines += ["", "## Notes from loading", ""] + [f"- {note}" for note in result["load_notes"]]
     return "\n".join(lines) + "\n"

@@ -4,11 +4,13 @@ from collections import Counter
 
 from pt2ms import cli
 from pt2ms.config import load_config
-from pt2ms.mapping import build_map
+from pt2ms.mapping import build_map, read_map, score
 
 
 def stage(args):
     config = load_config(args.config)
+    if args.score:
+        return score_only(config, args.score)
     summary = build_map(config)
     matches = summary["matches"]
     cli.wrote(summary["path"])
@@ -27,8 +29,23 @@ def stage(args):
     return 0
 
 
+def score_only(config, reference_path):
+    """Compare the existing map with a reference map entry by entry; exit 0 only when all agree."""
+    from pathlib import Path
+
+    result = score(read_map(config.map_path), read_map(Path(reference_path)))
+    print(f"agreement with {reference_path}: {result['right']}/{result['total']} entries")
+    for name, got, expected in result["wrong"][:20]:
+        print(f"  {name}: map has {got!r}, reference {expected!r}")
+    for name in result["extra"][:20]:
+        print(f"  {name}: in the map, not in the reference")
+    return 0 if not result["wrong"] and not result["extra"] else 1
+
+
 def build_parser():
     result = cli.parser(__doc__)
+    result.add_argument("--score", metavar="REFERENCE_JSON",
+                        help="do not build: score the existing map against a reference map (exit 1 on any difference)")
     result.add_argument("--review", type=int, default=10, help="how many low-confidence entries to list (default 10)")
     return result
 

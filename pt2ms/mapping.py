@@ -172,3 +172,12 @@ def build_map(config):
     write_json(config.map_path, data)
     return {"path": config.map_path, "matches": matches, "unused": unused, "ignored": ignored,
             "conflicts": conflicts, "kept_edits": sum(item.method == "manual" for item in matches)}
+
+
+def score(map_data, reference):
+    """Per-entry agreement of a map with a reference map: {"right", "total", "wrong": [(name, got, expected)]}."""
+    expected = reference["map"] if "map" in reference else reference
+    got = map_data["map"]
+    wrong = [(name, got.get(name, "<missing>"), value) for name, value in expected.items() if got.get(name, "<missing>") != value]
+    extra = [name for name in got if name not in expected]
+    return {"right": len(expected) - len(wrong), "total": len(expected), "wrong": wrong, "extra": extra}

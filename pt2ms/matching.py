@@ -13,6 +13,7 @@ Anything still unpaired is left null (kept at its initial value) and reported.
 """
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -162,10 +163,11 @@ def _exact(ms, torch, matches, used):
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 
 
+@functools.lru_cache(maxsize=None)
 def tokens(path):
     """Word tokens and numbers of a dotted path: 'encoder.layer.3.attention' -> ({encoder, layer, attention}, [3])."""
-    words, numbers = set(), []
-    for part in re.split(r"[._\-]", _CAMEL.sub("_", path)):
+    words, numbers = set(), []  # cached: the assignment compares each path with hundreds of others
+    for part in re.split(r"[._\-]|(?<=[a-zA-Z])(?=\d)|(?<=\d)(?=[a-zA-Z])", _CAMEL.sub("_", path)):
         if not part:
             continue
         if part.isdigit():
@@ -176,7 +178,26 @@ def tokens(path):
             if word == ending:
                 word = word[:-1]
         words.add(word)
-    return words, numbers
+    return frozenset(words), tuple(numbers)
+
+
+def rank_numbers(paths):
+    """Replace each container index by its rank among its siblings: with features.0/2/4/7, features.7 -> features.3.
+
+    Two ports rarely number containers alike (a torch Sequential counts its ReLUs, a SequentialCell may not),
+    but the n-th block is the n-th block on both sides.
+    """
+    siblings, parts_of = {}, {}
+    for path in paths:
+        parts = parts_of[path] = re.split(r"(\d+)", path)
+        for index in range(1, len(parts), 2):
+            siblings.setdefault("".join(parts[:index]), set()).add(int(parts[index]))
+    ranks = {prefix: {n: rank for rank, n in enumerate(sorted(numbers))} for prefix, numbers in siblings.items()}
+    ranked = {}
+    for path, parts in parts_of.items():
+        ranked[path] = "".join(str(ranks["".join(parts[:i])][int(part)]) if i % 2 else part
+                               for i, part in enumerate(parts))
+    return ranked
 
 
 def name_similarity(a, b):
@@ -188,8 +209,35 @@ def name_similarity(a, b):
     if not numbers_a and not numbers_b:
         numbers = 1.0
     else:
-        numbers = difflib.SequenceMatcher(a=numbers_a, b=numbers_b, autojunk=False).ratio()
+        numbers = 1.0 if numbers_a == numbers_b else \
+            difflib.SequenceMatcher(a=numbers_a, b=numbers_b, autojunk=False).ratio()
     return 0.6 * words + 0.4 * numbers
+
+
+def flat_shape(shape):
+    """Shape with size-1 dims dropped and trailing dims merged: (o, i, 1, 1), (o, i, k) and (o, i*k) all agree.
+
+    This is how the same numbers look in a 1x1 conv and a dense layer, a Conv1d and MindSpore's 4-D Conv1d
+    kernel, a patch-embedding conv and a dense layer, or a (1, n, d) and an (n, d) position table.
+    """
+    dims = [d for d in shape if d != 1]
+    return tuple(dims) if len(dims) < 2 else (dims[0], int(np.prod(dims[1:])))
+
+
+def orientation(ms_row, torch_row):
+    """A transform that turns the torch tensor's layout into the MindSpore one, judged by shape and layer."""
+    ms_shape, torch_shape = tuple(ms_row.shape), tuple(torch_row.shape)
+    if len(ms_shape) == 2 and ms_shape == torch_shape[::-1] and ms_shape != torch_shape:
+        return "transpose(0, 1)"
+    # A bare 2-D parameter used as x @ W is stored (in, out); a Dense weight is (out, in). Shape alone cannot
+    # tell when the matrix is square, so this rule says so through a lower confidence.
+    if len(ms_shape) == 2 and ms_shape == torch_shape and ms_row.layer_type == "Dense" and \
+            ms_row.name.endswith(".weight") and torch_row.layer_type not in ("", "Linear") and \
+            not torch_row.name.endswith("weight"):
+        return "transpose(0, 1)"
+    if ms_shape != torch_shape:
+        return f"reshape({', '.join(map(str, ms_shape))})"
+    return ""
 
 
 @dataclass
@@ -199,10 +247,10 @@ class Layer:
     leaves: list                  # normalised leaf names, parallel to rows
     layer_type: str
     position: float
+    ranked: str = ""              # path with container indices replaced by sibling ranks
 
-    def signature(self, squeeze=False):
-        shapes = [tuple(d for d in row.shape if d != 1) if squeeze else tuple(row.shape) for row in self.rows]
-        return tuple(sorted(shapes))
+    def signature(self, loose=False):
+        return tuple(sorted(flat_shape(row.shape) if loose else tuple(row.shape) for row in self.rows))
 
 
 def _layers(side, names):
@@ -219,6 +267,9 @@ def _layers(side, names):
             layer = groups[group] = Layer(group, [], [], row.layer_type, side.position[row.name])
         layer.rows.append(row)
         layer.leaves.append(leaf)
+    ranked = rank_numbers(list(groups))
+    for layer in groups.values():
+        layer.ranked = ranked[layer.path]
     return list(groups.values())
 
 
@@ -227,10 +278,10 @@ def _type_family(layer_type):
     return TYPE_FAMILIES.get(name, name)
 
 
-def _pair_score(ms_layer, torch_layer, squeeze):
-    if ms_layer.signature(squeeze) != torch_layer.signature(squeeze):
+def _pair_score(ms_layer, torch_layer, loose):
+    if ms_layer.signature(loose) != torch_layer.signature(loose):
         return None
-    similarity = name_similarity(ms_layer.path, torch_layer.path)
+    similarity = name_similarity(ms_layer.ranked, torch_layer.ranked)
     order = 1.0 - abs(ms_layer.position - torch_layer.position)
     score = 1.0 + similarity + 0.5 * order
     if ms_layer.layer_type and torch_layer.layer_type:
@@ -238,7 +289,7 @@ def _pair_score(ms_layer, torch_layer, squeeze):
     return score, similarity
 
 
-def _assign_layers(ms_layers, torch_layers, squeeze):
+def _assign_layers(ms_layers, torch_layers, loose):
     """Best one-to-one layer pairing; returns [(ms_layer, torch_layer, similarity, margin)]."""
     if not ms_layers or not torch_layers:
         return []
@@ -246,7 +297,7 @@ def _assign_layers(ms_layers, torch_layers, squeeze):
     similarity = np.zeros_like(scores)
     for i, ms_layer in enumerate(ms_layers):
         for j, torch_layer in enumerate(torch_layers):
-            result = _pair_score(ms_layer, torch_layer, squeeze)
+            result = _pair_score(ms_layer, torch_layer, loose)
             if result:
                 scores[i, j], similarity[i, j] = result
     allowed = np.isfinite(scores)
@@ -265,10 +316,10 @@ def _assign_layers(ms_layers, torch_layers, squeeze):
     return pairs
 
 
-def _pair_tensors(ms_layer, torch_layer, squeeze):
+def _pair_tensors(ms_layer, torch_layer, loose):
     """Pair tensors inside two matched layers: same leaf name first, then the only tensor of that shape."""
     def shape_of(row):
-        return tuple(d for d in row.shape if d != 1) if squeeze else tuple(row.shape)
+        return flat_shape(row.shape) if loose else tuple(row.shape)
 
     pairs, free = [], list(zip(torch_layer.leaves, torch_layer.rows))
     pending = []
@@ -287,16 +338,14 @@ def _pair_tensors(ms_layer, torch_layer, squeeze):
     return pairs
 
 
-def _structural(ms, torch, matches, used, squeeze):
+def _structural(ms, torch, matches, used, loose):
     ms_names = {row.name for row in ms.rows if row.name not in matches}
     torch_names = {row.name for row in torch.rows if row.name not in used}
     for ms_layer, torch_layer, similarity, margin in _assign_layers(
-            _layers(ms, ms_names), _layers(torch, torch_names), squeeze):
+            _layers(ms, ms_names), _layers(torch, torch_names), loose):
         confidence = round(min(0.95, 0.45 + 0.3 * similarity + 0.25 * min(1.0, margin / 0.5)), 2)
-        for ms_row, torch_row in _pair_tensors(ms_layer, torch_layer, squeeze):
-            transform = ""
-            if tuple(ms_row.shape) != tuple(torch_row.shape):
-                transform = f"reshape({', '.join(map(str, ms_row.shape))})"
+        for ms_row, torch_row in _pair_tensors(ms_layer, torch_layer, loose):
+            transform = orientation(ms_row, torch_row)
             how = "transform" if transform else "structural"
             matches[ms_row.name] = Match(ms_row.name, torch_row.name, transform, method=how,
                                          confidence=round(confidence * (0.9 if transform else 1.0), 2),
@@ -376,24 +425,27 @@ def _fused(ms, torch, matches, used):
 # --- pass 4: leftovers -----------------------------------------------------------------------------------
 
 def _leftovers(ms, torch, matches, used):
-    torch_rows = {row.name: row for row in torch.rows}
     for row in ms.rows:
         if row.name in matches:
             continue
-        shape = tuple(row.shape)
-        free = [t for t in torch.rows if t.name not in used and tuple(t.shape) == shape]
-        if len(free) == 1 and sum(1 for r in ms.rows if r.name not in matches and tuple(r.shape) == shape) == 1:
+        shapes = {tuple(row.shape), tuple(row.shape)[::-1]}
+        free = [t for t in torch.rows if t.name not in used and tuple(t.shape) in shapes]
+        rivals = [r for r in ms.rows if r.name not in matches and tuple(r.shape) in shapes]
+        if len(free) == 1 and len(rivals) == 1:
             similarity = name_similarity(ms.key[row.name], torch.key[free[0].name])
-            matches[row.name] = Match(row.name, free[0].name, method="order", confidence=round(0.3 + 0.3 * similarity, 2),
+            matches[row.name] = Match(row.name, free[0].name, orientation(row, free[0]), method="order",
+                                      confidence=round(0.3 + 0.3 * similarity, 2),
                                       note="the only unpaired tensor of this shape on both sides")
             used.add(free[0].name)
-            continue
-        # A tensor already used elsewhere may feed this one too (tied weights), if the names say so.
-        best = max((t for t in torch_rows.values() if t.name in used and tuple(t.shape) == shape),
-                   key=lambda t: name_similarity(ms.key[row.name], torch.key[t.name]), default=None)
-        if best and name_similarity(ms.key[row.name], torch.key[best.name]) >= 0.7:
-            matches[row.name] = Match(row.name, best.name, tied=True, method="order", confidence=0.4,
-                                      note=f"tied: {best.name} already feeds another parameter")
+    # What is still unpaired may be fed by a tensor already in use (tied or shared weights): a layer whose
+    # whole signature equals a used torch layer's, or a single tensor whose name says so.
+    taken = {row.name for row in torch.rows if row.name in used}
+    ms_left = {row.name for row in ms.rows if row.name not in matches}
+    for ms_layer, torch_layer, similarity, _ in _assign_layers(_layers(ms, ms_left), _layers(torch, taken), False):
+        if len(ms_layer.rows) > 1 or similarity >= 0.7:
+            for ms_row, torch_row in _pair_tensors(ms_layer, torch_layer, False):
+                matches[ms_row.name] = Match(ms_row.name, torch_row.name, tied=True, method="order", confidence=0.4,
+                                             note=f"tied: {torch_row.name} already feeds another parameter")
 
 
 def match(ms_rows, torch_rows):
@@ -401,13 +453,13 @@ def match(ms_rows, torch_rows):
     ms, torch = _prepare(ms_rows, ms_side=True), _prepare(torch_rows, ms_side=False)
     matches, used = {}, set()
     _exact(ms, torch, matches, used)
-    _structural(ms, torch, matches, used, squeeze=False)
+    _structural(ms, torch, matches, used, loose=False)
     _fused(ms, torch, matches, used)
-    _structural(ms, torch, matches, used, squeeze=True)
+    _structural(ms, torch, matches, used, loose=True)
     _leftovers(ms, torch, matches, used)
     tied_sources = {}
     for item in matches.values():
-        if isinstance(item.torch, str):
+        if isinstance(item.torch, str) and not item.transform.startswith("chunk"):
             tied_sources.setdefault(item.torch, []).append(item)
     for group in tied_sources.values():
         if len(group) > 1:

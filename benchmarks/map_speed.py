@@ -1,0 +1,77 @@
+"""Stage 2's matcher on a 600-tensor model: time beyond imports, and how many entries it got right.
+
+The pair is synthetic but realistic: a BERT encoder with Hugging Face names on the PyTorch side and the
+MindSpore model zoo's names on the other (structurally different: query -> attention.attention.query_layer,
+LayerNorm.weight -> layernorm.gamma), so every tensor goes through the structural pass, none through exact
+names. Only inventories are built (no framework import), as stage 2 itself reads stage 1's CSVs.
+
+    .venv/bin/python benchmarks/map_speed.py --layers 37
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pt2ms.inventory import TensorInfo  # noqa: E402
+from pt2ms.mapping import split_ignored, to_value  # noqa: E402
+from pt2ms.matching import match  # noqa: E402
+
+
+def bert_pair(layers, hidden=64, intermediate=256):
+    """(MindSpore rows, torch rows, reference map) for a BERT encoder of `layers` layers."""
+    torch_rows, ms_rows, reference = [], [], {}
+
+    def add(ms_name, torch_name, shape, ms_type, torch_type):
+        torch_rows.append(TensorInfo(torch_name, shape, "float32", torch_type))
+        ms_rows.append(TensorInfo(ms_name, shape, "float32", ms_type, ms_name))
+        reference[ms_name] = torch_name
+
+    add("bert_embedding_lookup.embedding_table", "embeddings.word_embeddings.weight", (1000, hidden), "Embedding", "Embedding")
+    add("embedding_postprocessor.full_position_embedding.embedding_table", "embeddings.position_embeddings.weight",
+        (512, hidden), "Embedding", "Embedding")
+    add("embedding_postprocessor.layernorm.gamma", "embeddings.LayerNorm.weight", (hidden,), "LayerNorm", "LayerNorm")
+    add("embedding_postprocessor.layernorm.beta", "embeddings.LayerNorm.bias", (hidden,), "LayerNorm", "LayerNorm")
+    for i in range(layers):
+        ms, pt = f"bert_encoder.layers.{i}", f"encoder.layer.{i}"
+        for ms_part, pt_part in (("query_layer", "query"), ("key_layer", "key"), ("value_layer", "value")):
+            add(f"{ms}.attention.attention.{ms_part}.weight", f"{pt}.attention.self.{pt_part}.weight", (hidden, hidden), "Dense", "Linear")
+            add(f"{ms}.attention.attention.{ms_part}.bias", f"{pt}.attention.self.{pt_part}.bias", (hidden,), "Dense", "Linear")
+        add(f"{ms}.attention.output.dense.weight", f"{pt}.attention.output.dense.weight", (hidden, hidden), "Dense", "Linear")
+        add(f"{ms}.attention.output.dense.bias", f"{pt}.attention.output.dense.bias", (hidden,), "Dense", "Linear")
+        add(f"{ms}.attention.output.layernorm.gamma", f"{pt}.attention.output.LayerNorm.weight", (hidden,), "LayerNorm", "LayerNorm")
+        add(f"{ms}.attention.output.layernorm.beta", f"{pt}.attention.output.LayerNorm.bias", (hidden,), "LayerNorm", "LayerNorm")
+        add(f"{ms}.intermediate.weight", f"{pt}.intermediate.dense.weight", (intermediate, hidden), "Dense", "Linear")
+        add(f"{ms}.intermediate.bias", f"{pt}.intermediate.dense.bias", (intermediate,), "Dense", "Linear")
+        add(f"{ms}.output.dense.weight", f"{pt}.output.dense.weight", (hidden, intermediate), "Dense", "Linear")
+        add(f"{ms}.output.dense.bias", f"{pt}.output.dense.bias", (hidden,), "Dense", "Linear")
+        add(f"{ms}.output.layernorm.gamma", f"{pt}.output.LayerNorm.weight", (hidden,), "LayerNorm", "LayerNorm")
+        add(f"{ms}.output.layernorm.beta", f"{pt}.output.LayerNorm.bias", (hidden,), "LayerNorm", "LayerNorm")
+    add("dense.weight", "pooler.dense.weight", (hidden, hidden), "Dense", "Linear")
+    add("dense.bias", "pooler.dense.bias", (hidden,), "Dense", "Linear")
+    return ms_rows, torch_rows, reference
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, default=37, help="encoder layers (37 -> 598 tensors)")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    ms_rows, torch_rows, reference = bert_pair(args.layers)
+    timings = []
+    for _ in range(args.repeat):
+        started = time.perf_counter()
+        ms_kept, torch_kept, _ = split_ignored(ms_rows, torch_rows)
+        matches = match(ms_kept, torch_kept)
+        timings.append(time.perf_counter() - started)
+    got = {item.ms_name: to_value(item) for item in matches}
+    right = sum(got.get(name) == value for name, value in reference.items())
+    print(f"tensors: {len(ms_rows)} MindSpore, {len(torch_rows)} PyTorch")
+    print(f"matcher: best {min(timings):.3f} s, worst {max(timings):.3f} s over {args.repeat} runs (imports excluded)")
+    print(f"right: {right}/{len(reference)}")
+
+
+if __name__ == "__main__":
+    main()

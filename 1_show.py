@@ -1,12 +1,11 @@
 """Stage 1: list both sides' tensors (name, shape, dtype, owning layer) as txt and CSV."""
 
 from pt2ms import cli
-from pt2ms.config import load_config
 from pt2ms.inventory import show
 
 
 def stage(args):
-    config = load_config(args.config)
+    config = cli.load(args)
     sides = show(config)
     for side, (rows, csv_path, txt_path) in sides.items():
         cli.wrote(csv_path)

@@ -3,12 +3,11 @@
 from collections import Counter
 
 from pt2ms import cli
-from pt2ms.config import load_config
 from pt2ms.mapping import build_map, read_map, score
 
 
 def stage(args):
-    config = load_config(args.config)
+    config = cli.load(args)
     if args.score:
         return score_only(config, args.score)
     summary = build_map(config)

@@ -1,13 +1,12 @@
 """Stage 3: convert the PyTorch checkpoint into outputs/<name>/<name>.ckpt through the map."""
 
 from pt2ms import cli
-from pt2ms.config import load_config
 from pt2ms.convert import convert
 from pt2ms.tensors import NUMPY_DTYPES
 
 
 def stage(args):
-    config = load_config(args.config)
+    config = cli.load(args)
     summary = convert(config, args.format, args.cast, args.allow_nonfinite, args.allow_overflow)
     cli.wrote(summary["path"])
     left, unused = summary["left"], summary["unused"]

@@ -1,12 +1,11 @@
 """Stage 4: run both models on the same inputs and report, layer by layer, whether they agree."""
 
 from pt2ms import cli
-from pt2ms.config import load_config
 from pt2ms.verify import verify
 
 
 def stage(args):
-    config = load_config(args.config)
+    config = cli.load(args)
     if args.tolerance is not None:
         config.verify.tolerance = args.tolerance
     result = verify(config)

@@ -2,12 +2,11 @@
 
 
 from . import cli
-from .config import load_config
 from .demo import make_example_checkpoint
 
 
 def stage(args):
-    for path in make_example_checkpoint(load_config(args.config)):
+    for path in make_example_checkpoint(cli.load(args)):
         cli.wrote(path)
     return 0
 

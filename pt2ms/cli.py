@@ -13,8 +13,20 @@ def parser(description):
     """An argument parser with the options every stage takes."""
     result = argparse.ArgumentParser(description=description)
     result.add_argument("--config", help="TOML config of the run (default: the bundled EfficientNet-b0 example)")
+    result.add_argument("--trust-pickle", action="store_true",
+                        help="let a .pth run the code it carries (only for files you trust; default: refuse)")
     result.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     return result
+
+
+def load(args):
+    """The config named by --config (or the default example), with command-line overrides applied."""
+    from .config import load_config
+
+    config = load_config(args.config)
+    if args.trust_pickle:
+        config.torch.trust_pickle = True
+    return config
 
 
 def run(stage, argv, build_parser):

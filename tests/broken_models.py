@@ -102,16 +102,16 @@ class TorchTwoInputNet(nn.Module):
 
 
 class MsTwoInputNet(msnn.Cell):
-    def __init__(self, swap_inputs=False):
+    def __init__(self, reuse_right=False):
         super().__init__()
         self.left = msnn.Dense(4, 3)
         self.right = msnn.Dense(6, 3)
-        self.swap_inputs = swap_inputs
+        self.reuse_right = reuse_right
 
     def construct(self, x, y):
         right = self.right(y)
         # the bug: the sum uses the right branch twice, so only output[0] parts from PyTorch
-        return (right + right if self.swap_inputs else self.left(x) + right), right
+        return (right + right if self.reuse_right else self.left(x) + right), right
 
 
 def torch_two_input_net():
@@ -119,9 +119,9 @@ def torch_two_input_net():
     return TorchTwoInputNet()
 
 
-def ms_two_input_net(swap_inputs=False):
-    """MindSpore port of torch_two_input_net; swap_inputs=True breaks its first output only."""
-    return MsTwoInputNet(swap_inputs)
+def ms_two_input_net(reuse_right=False):
+    """MindSpore port of torch_two_input_net; reuse_right=True breaks its first output only."""
+    return MsTwoInputNet(reuse_right)
 
 
 # --- a dict out, holding a tuple ------------------------------------------------------------------------
@@ -138,14 +138,17 @@ class TorchDictNet(nn.Module):
 
 
 class MsDictNet(msnn.Cell):
-    def __init__(self, hidden_offset=0.0):
+    def __init__(self, hidden_offset=0.0, drop_sum=False):
         super().__init__()
         self.body = msnn.Dense(4, 5)
         self.head = msnn.Dense(5, 3)
         self.hidden_offset = hidden_offset
+        self.drop_sum = drop_sum
 
     def construct(self, x):
         hidden = ops.relu(self.body(x))
+        if self.drop_sum:  # the bug: an output PyTorch gives is missing
+            return {"logits": self.head(hidden), "hidden": hidden}
         return {"logits": self.head(hidden), "hidden": (hidden, hidden.sum(axis=1) + self.hidden_offset)}
 
 
@@ -154,9 +157,9 @@ def torch_dict_net():
     return TorchDictNet()
 
 
-def ms_dict_net(hidden_offset=0.0):
-    """MindSpore port of torch_dict_net; a hidden_offset breaks output['hidden'][1] only."""
-    return MsDictNet(hidden_offset)
+def ms_dict_net(hidden_offset=0.0, drop_sum=False):
+    """MindSpore port of torch_dict_net; hidden_offset breaks output['hidden'][1], drop_sum leaves it out."""
+    return MsDictNet(hidden_offset, drop_sum)
 
 
 # --- a MindSpore port whose cells cannot be paired with PyTorch's modules -------------------------------

@@ -107,11 +107,10 @@ def pair_layers(ms_rows, map_data, module_names, cell_names):
         value = map_data["map"].get(row.name)
         if value is None or not row.path:
             continue
+        cell = row.path.rpartition(".")[0]
         for torch_name in parse_value(value, row.name, "map").torch_names:
-            owner = _strip_to_known(torch_name, set()).rpartition(".")[0]
-            owner = next((o for o in (owner, _strip_to_known(owner, module_names)) if o in module_names), None)
-            cell = row.path.rpartition(".")[0]
-            if owner and cell in cell_names and cell and owner:
+            owner = _strip_to_known(torch_name.rpartition(".")[0], module_names)
+            if cell in cell_names and owner in module_names and cell and owner:
                 votes[(cell, owner)] += 1
     pairs, taken_cells, taken_modules = [], set(), set()
     for (cell, owner), _ in votes.most_common():

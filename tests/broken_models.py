@@ -200,6 +200,8 @@ def ms_bare_net():
 class MyDataset:
     """Seeded samples (image float32 [3, 8, 8], label int64), read by index like a torch map-style dataset."""
 
+    reads = []  # every index read, by any instance: shows which pipelines read the samples
+
     def __init__(self, length=7, seed=0):
         rng = np.random.default_rng(seed)
         self.images = rng.standard_normal((length, 3, 8, 8)).astype(np.float32)
@@ -208,6 +210,7 @@ class MyDataset:
     def __getitem__(self, index):
         if index >= len(self):
             raise IndexError(index)
+        self.reads.append(int(index))
         return self.images[index], self.labels[index]
 
     def __len__(self):

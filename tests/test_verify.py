@@ -1,0 +1,327 @@
+"""Stage 4 finds where two models part: deliberately broken MindSpore ports, and what the report says.
+
+Each project is a tiny PyTorch model with a seeded .pth and a MindSpore port from tests/broken_models.py,
+taken through stages 1 to 3 and then verified through 4_verify.py's main(). The tests read verify.json
+("first_divergence_detail", "first_divergence", "outputs", "layers") and verify.md.
+"""
+
+import json
+import textwrap
+from collections import Counter
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from pt2ms import compare
+from pt2ms.config import InputSpec
+from pt2ms.verify import make_inputs
+from tests import broken_models
+from tests.conftest import run_script, write_config
+from tests.tiny_models import randomized_state_dict
+
+FACTORIES = "tests.broken_models:"
+IMAGE = "inputs = [[2, 3, 8, 8]]"
+
+
+def make_project(directory, torch_model="torch_conv_net", ms_model="ms_conv_net", ms_kwargs="", verify=IMAGE):
+    """A project taken through stages 1-3; `verify` replaces the [verify] lines, `ms_kwargs` is a TOML table."""
+    import torch
+
+    torch.save(randomized_state_dict(getattr(broken_models, torch_model)()), directory / "weights.pth")
+    config = write_config(directory, torch_model=FACTORIES + torch_model, ms_model=FACTORIES + ms_model)
+    text = config.read_text().replace(IMAGE, textwrap.dedent(verify).strip())
+    if ms_kwargs:
+        model_line = f'model = "{FACTORIES}{ms_model}"'
+        text = text.replace(model_line, f"{model_line}\nkwargs = {ms_kwargs}")
+    config.write_text(text)
+    for script in ("1_show.py", "2_build_map.py", "3_pth2ckpt.py"):
+        code, _, stderr = run_script(script, "--config", str(config))
+        assert code == 0, f"{script}: {stderr}"
+    return config
+
+
+def run_verify(config, *args):
+    """Stage 4: exit code, stdout, verify.json and verify.md."""
+    code, stdout, stderr = run_script("4_verify.py", "--config", str(config), *args)
+    out = config.parent / "outputs" / "tiny"
+    assert (out / "verify.json").exists(), stderr
+    return SimpleNamespace(code=code, stdout=stdout, report=json.loads((out / "verify.json").read_text()),
+                           markdown=(out / "verify.md").read_text())
+
+
+def layer(report, torch_name):
+    return next(item for item in report["layers"] if item["torch"] == torch_name)
+
+
+def labelled(report):
+    """{output label: verdict} of batch 0."""
+    return {row["output"]: row["verdict"] for row in report["outputs"] if row["batch"] == 0}
+
+
+def assert_reported(run):
+    """The divergence text reaches verify.json, verify.md under its heading, and stdout."""
+    text = run.report["first_divergence"]
+    assert text and text == run.report["first_divergence_detail"]["text"]
+    assert f"## Where the models part\n\n{text}\n" in run.markdown
+    assert text in run.stdout
+
+
+@pytest.fixture(scope="module")
+def pool_run(tmp_path_factory):
+    """MaxPool2d(3, 2) padded TF-style (pad_mode="same": after only) where PyTorch pads 1 on each side."""
+    return run_verify(make_project(tmp_path_factory.mktemp("pool"), ms_kwargs='{ pool_pad_mode = "same" }'))
+
+
+@pytest.fixture(scope="module")
+def epsilon_run(tmp_path_factory):
+    """BatchNorm2d at MindSpore's default eps 1e-5 where PyTorch's uses 1e-3."""
+    return run_verify(make_project(tmp_path_factory.mktemp("eps"), ms_kwargs="{ bn_eps = 1e-5 }"))
+
+
+# --- 1-3: the report names the place -------------------------------------------------------------------
+
+def test_swapped_tensors_part_at_the_first_layer_using_one(tmp_path):
+    config = make_project(tmp_path)
+    map_path = tmp_path / "maps" / "tiny.json"
+    data = json.loads(map_path.read_text())
+    entries = data["map"]
+    # Two (4,)-shaped scales trade places: the second BatchNorm's and the LayerNorm's.
+    assert (entries["features.5.gamma"], entries["norm.gamma"]) == ("features.5.weight", "norm.weight")
+    entries["features.5.gamma"], entries["norm.gamma"] = "norm.weight", "features.5.weight"
+    map_path.write_text(json.dumps(data, indent=2))
+    assert run_script("3_pth2ckpt.py", "--config", str(config))[0] == 0
+    run = run_verify(config)
+    detail = run.report["first_divergence_detail"]
+    assert run.code == 1 and run.report["agree"] is False
+    assert (detail["kind"], detail["torch"], detail["mindspore"], detail["after"]) == \
+        ("in layer", "features.5", "features.5", "features.4")
+    assert run.report["first_divergence"].startswith("The models part at features.5 (MindSpore features.5")
+    assert_reported(run)
+
+
+def test_pooling_padding_parts_between_the_layers_around_it(pool_run):
+    detail = pool_run.report["first_divergence_detail"]
+    assert pool_run.code == 1 and pool_run.report["agree"] is False
+    # features.1 (BatchNorm) is the last paired layer before the pool, features.4 (Conv2d) the first after.
+    assert (detail["kind"], detail["after"], detail["torch"]) == ("between layers", "features.1", "features.4")
+    assert "features.3" in detail["between"]  # the MaxPool2d, which owns no parameters
+    text = pool_run.report["first_divergence"]
+    assert "before features.4" in text and "after features.1 agreed" in text and "features.3" in text
+    assert_reported(pool_run)
+
+
+def test_shape_changing_pooling_padding_parts_before_the_next_layer(tmp_path):
+    """pad_mode="valid" makes the pooled map 3x3 instead of 4x4: the next conv's inputs already differ."""
+    run = run_verify(make_project(tmp_path, ms_kwargs='{ pool_pad_mode = "valid" }'))
+    detail = run.report["first_divergence_detail"]
+    assert run.code == 1 and run.report["agree"] is False
+    assert "features.3" in detail["between"]
+    # Layers whose inputs differ in shape are divergence, not "not compared": the models part before features.4.
+    assert (detail["kind"], detail["after"], detail["torch"]) == ("between layers", "features.1", "features.4")
+    assert layer(run.report, "features.4")["verdict"] == "differ"
+
+
+def test_normalisation_epsilon_parts_in_that_layer(epsilon_run):
+    detail = epsilon_run.report["first_divergence_detail"]
+    assert epsilon_run.code == 1 and epsilon_run.report["agree"] is False
+    assert (detail["kind"], detail["torch"], detail["mindspore"], detail["after"]) == \
+        ("in layer", "features.1", "features.1", "features.0")
+    text = epsilon_run.report["first_divergence"]
+    assert "features.1" in text and "BatchNorm2d" in text and "epsilon" in text
+    assert_reported(epsilon_run)
+
+
+# --- 4: isolation mode -----------------------------------------------------------------------------------
+
+def test_isolation_clears_a_layer_that_only_inherits_the_difference(pool_run):
+    conv = layer(pool_run.report, "features.4")
+    assert conv["verdict"] == "differ" and compare.verdict(conv["inputs"], 1e-4) == "differ"
+    assert conv["isolated"]["verdict"] in ("agree", "agree within float noise")
+    assert layer(pool_run.report, "features.1")["verdict"] in ("agree", "agree within float noise")
+
+
+def test_isolation_convicts_the_layer_that_computes_differently(epsilon_run):
+    norm = layer(epsilon_run.report, "features.1")
+    assert norm["verdict"] == "differ" and norm["isolated"]["verdict"] == "differ"
+    assert compare.verdict(norm["inputs"], 1e-4) != "differ"
+    # Downstream layers with the right epsilon inherit the difference but agree when fed PyTorch's inputs.
+    assert layer(epsilon_run.report, "features.4")["isolated"]["verdict"] != "differ"
+
+
+# --- 5: comparing nothing is never agreement -------------------------------------------------------------
+
+def test_unpairable_cells_are_not_verified_even_when_outputs_agree(tmp_path):
+    config = make_project(tmp_path, "torch_linear_net", "ms_bare_net", verify="inputs = [[2, 4]]")
+    run = run_verify(config)
+    assert run.report["outputs"][0]["verdict"] == "agree"  # the port itself is right
+    assert run.code == 1 and run.report["agree"] is False and run.report["verdict"] == "not compared"
+    assert run.report["layers_paired"] == 0
+    assert run.report["reasons"] == ["no layer could be paired through the map"]
+    assert "NOT VERIFIED" in run.markdown and "no layer could be paired through the map" in run.markdown
+    assert "not verified: no layer could be paired" in run.stdout
+    # Asking for outputs only, the same pair is verified.
+    config.write_text(config.read_text().replace("[verify]\n", "[verify]\nlayers = false\n"))
+    assert run_verify(config).code == 0
+
+
+def test_all_null_map_is_not_agreement(tmp_path):
+    config = make_project(tmp_path)
+    map_path = tmp_path / "maps" / "tiny.json"
+    data = json.loads(map_path.read_text())
+    data["map"] = dict.fromkeys(data["map"])
+    map_path.write_text(json.dumps(data, indent=2))
+    code, _, stderr = run_script("3_pth2ckpt.py", "--config", str(config))
+    assert code == 2 and "nothing to convert" in stderr
+    # Stage 4 still finds the checkpoint of the earlier run; with nothing mapped it pairs no layer.
+    run = run_verify(config)
+    assert run.code == 1 and run.report["agree"] is False and run.report["layers_paired"] == 0
+    assert "no layer could be paired through the map" in run.report["reasons"]
+
+
+@pytest.fixture
+def empty_input_run(tmp_path):
+    """A zero-size input batch: both models run, and no value is compared."""
+    config = make_project(tmp_path, "torch_linear_net", "ms_bare_net", verify="inputs = [[0, 4]]\nlayers = false")
+    return run_verify(config)
+
+
+def test_empty_input_is_not_agreement(empty_input_run):
+    report = empty_input_run.report
+    assert empty_input_run.code != 0 and report["agree"] is False
+    assert report["verdict"] == "not compared" and report["reasons"] == ["no output was compared"]
+    assert "NOT VERIFIED: nothing was compared" in empty_input_run.markdown
+
+
+def test_empty_input_is_not_reported_as_a_difference(empty_input_run):
+    # Nothing was compared, so nothing can be said to differ.
+    assert "outputs differ" not in (empty_input_run.report["first_divergence"] or "")
+
+
+def test_a_missing_output_is_not_reported_as_agreement(tmp_path):
+    run = run_verify(make_project(tmp_path, "torch_dict_net", "ms_dict_net", ms_kwargs="{ drop_sum = true }",
+                                  verify="inputs = [[2, 4]]"))
+    assert labelled(run.report)["output['hidden'][1]"] == "not compared"
+    assert run.code == 1 and run.report["agree"] is False
+    # The headline must not call a port that lacks an output "agree".
+    assert run.report["verdict"] not in ("agree", "agree within float noise")
+    assert "**Verdict: the models agree" not in run.markdown
+
+
+# --- 6: integer inputs, several inputs, nested outputs --------------------------------------------------
+
+def test_integer_inputs_stay_in_their_range():
+    ids, = make_inputs([InputSpec(shape=[2, 5], dtype="int64", low=0, high=10)], seed=0)
+    assert ids.dtype == np.int64 and ids.shape == (2, 5) and 0 <= ids.min() and ids.max() < 10
+    assert len(np.unique(ids)) > 1
+
+
+def test_embedding_pair_with_integer_inputs(tmp_path):
+    run = run_verify(make_project(tmp_path, "torch_embed_net", "ms_embed_net",
+                                  verify='inputs = [{ shape = [2, 5], dtype = "int64", low = 0, high = 10 }]'))
+    assert run.code == 0 and run.report["agree"] is True and run.report["inputs"] == [[2, 5]]
+    assert [item["torch"] for item in run.report["layers"]] == ["embed", "fc"]
+    assert layer(run.report, "embed")["compared"] == 2 * 5 * 4
+
+
+def test_two_positional_inputs_and_a_tuple_compared_element_by_element(tmp_path):
+    config = make_project(tmp_path, "torch_two_input_net", "ms_two_input_net", verify="inputs = [[2, 4], [2, 6]]")
+    run = run_verify(config)
+    assert run.code == 0 and run.report["inputs"] == [[2, 4], [2, 6]]
+    assert labelled(run.report) == {"output[0]": "agree", "output[1]": "agree"}
+    config.write_text(config.read_text().replace(f'model = "{FACTORIES}ms_two_input_net"',
+                                                 f'model = "{FACTORIES}ms_two_input_net"\nkwargs = {{ reuse_right = true }}'))
+    run = run_verify(config)
+    assert run.code == 1 and labelled(run.report) == {"output[0]": "differ", "output[1]": "agree"}
+
+
+def test_dict_holding_a_tuple_compared_element_by_element(tmp_path):
+    config = make_project(tmp_path, "torch_dict_net", "ms_dict_net", verify="inputs = [[2, 4]]")
+    run = run_verify(config)
+    expected = ["output['logits']", "output['hidden'][0]", "output['hidden'][1]"]
+    assert run.code == 0 and list(labelled(run.report)) == expected
+    config.write_text(config.read_text().replace(f'model = "{FACTORIES}ms_dict_net"',
+                                                 f'model = "{FACTORIES}ms_dict_net"\nkwargs = {{ hidden_offset = 0.5 }}'))
+    run = run_verify(config)
+    assert run.code == 1 and labelled(run.report) == dict(zip(expected, ["agree", "agree", "differ"]))
+    # Every layer agrees: the difference is after them, in forward()'s own arithmetic.
+    assert run.report["first_divergence_detail"]["kind"] == "after layers"
+    assert "`output['hidden'][1]`" in run.markdown
+
+
+# --- 7: a user's dataset ---------------------------------------------------------------------------------
+
+def test_dataset_batches_feed_both_frameworks(tmp_path):
+    broken_models.MyDataset.reads.clear()
+    config = make_project(tmp_path, verify="""\
+        dataset = "tests.broken_models:MyDataset"
+        dataset_kwargs = { length = 5 }
+        batch_size = 2
+        batches = 3
+        dataset_inputs = 1""")
+    run = run_verify(config)
+    report = run.report
+    assert run.code == 0 and report["agree"] is True, run.stdout
+    assert report["batches"] == 3 and report["inputs"] == [[2, 3, 8, 8]]  # the label field is not an input
+    assert [row["batch"] for row in report["outputs"]] == [0, 1, 2]
+    # 5 samples in batches of 2: the last batch holds one sample (3 logits) on both sides.
+    assert [row["compared"] for row in report["outputs"]] == [6, 6, 3]
+    assert len({row["scale"] for row in report["outputs"]}) == 3  # three different batches
+    assert not any("different first batches" in note for note in report["load_notes"])
+    # Both pipelines (DataLoader and GeneratorDataset) read every sample.
+    reads = Counter(broken_models.MyDataset.reads)
+    assert all(reads[index] >= 2 for index in range(5)), reads
+
+
+def test_dataset_with_a_broken_port_differs_in_every_batch(tmp_path):
+    config = make_project(tmp_path, ms_kwargs="{ bn_eps = 1e-5 }", verify="""\
+        dataset = "tests.broken_models:MyDataset"
+        batch_size = 2
+        batches = 2
+        dataset_inputs = 1""")
+    run = run_verify(config)
+    assert run.code == 1 and [row["verdict"] for row in run.report["outputs"]] == ["differ", "differ"]
+    assert run.report["first_divergence_detail"]["torch"] == "features.1"
+
+
+# --- 8: tolerance and the verdict words ------------------------------------------------------------------
+
+def test_verdict_rules_as_documented():
+    assert compare.verdict({"compared": 1, "relative": compare.EXACT}, 1e-4) == "agree"
+    assert compare.verdict({"compared": 1, "relative": 2e-6}, 1e-4) == "agree within float noise"
+    assert compare.verdict({"compared": 1, "relative": 1e-4}, 1e-4) == "agree within float noise"
+    assert compare.verdict({"compared": 1, "relative": 2e-4}, 1e-4) == "differ"
+    assert compare.verdict({"compared": 1, "relative": 2e-4}, 1e-3) == "agree within float noise"
+    assert compare.verdict({"compared": 0}, 1e-4) == "not compared"
+
+
+def test_tolerance_from_config_and_command_line(tmp_path):
+    config = make_project(tmp_path, ms_kwargs="{ bn_eps = 1e-5 }")
+    error = run_verify(config).report["outputs"][0]["relative"]
+    assert 1e-4 < error < 1e-2  # an epsilon error: above the default tolerance, far below a wrong weight
+
+    config.write_text(config.read_text().replace("[verify]\n", "[verify]\ntolerance = 1e-2\n"))
+    run = run_verify(config)
+    assert run.code == 0 and run.report["agree"] is True and run.report["tolerance"] == 1e-2
+    assert run.report["verdict"] == "agree within float noise"
+    assert "**Verdict: the models agree within float noise**" in run.markdown
+    assert layer(run.report, "features.1")["verdict"] == "agree within float noise"
+    assert run.report["first_divergence"] is None
+
+    # The command line overrides the config, on both sides of the measured error.
+    run = run_verify(config, "--tolerance", str(error * 0.99))
+    assert run.code == 1 and run.report["verdict"] == "differ" and run.report["tolerance"] == error * 0.99
+    assert "**Verdict: the models DIFFER**" in run.markdown
+    assert any(line.startswith("differ: worst relative error") for line in run.stdout.splitlines())
+    run = run_verify(config, "--tolerance", str(error * 1.01))
+    assert run.code == 0 and run.report["verdict"] == "agree within float noise"
+
+
+def test_correct_port_agrees_to_float32_rounding(tmp_path):
+    run = run_verify(make_project(tmp_path), "--tolerance", "1e-9")
+    # "agree" is a fixed threshold (EXACT), independent of the tolerance.
+    assert run.report["outputs"][0]["relative"] <= compare.EXACT
+    assert run.code == 0 and run.report["agree"] is True and run.report["verdict"] == "agree"
+    assert run.report["layers_paired"] == 6 and run.report["first_divergence"] is None
+    assert "**Verdict: the models agree (to float32 rounding)**" in run.markdown
+    assert "## Where the models part" not in run.markdown

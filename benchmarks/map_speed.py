@@ -10,13 +10,15 @@ names. Only inventories are built (no framework import), as stage 2 itself reads
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pt2ms.inventory import TensorInfo  # noqa: E402
-from pt2ms.mapping import split_ignored, to_value  # noqa: E402
+from pt2ms.config import load_config  # noqa: E402
+from pt2ms.inventory import TensorInfo, write_inventory  # noqa: E402
+from pt2ms.mapping import build_map, split_ignored, to_value  # noqa: E402
 from pt2ms.matching import match  # noqa: E402
 
 
@@ -71,6 +73,17 @@ def main():
     print(f"tensors: {len(ms_rows)} MindSpore, {len(torch_rows)} PyTorch")
     print(f"matcher: best {min(timings):.3f} s, worst {max(timings):.3f} s over {args.repeat} runs (imports excluded)")
     print(f"right: {right}/{len(reference)}")
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        config_path = work / "bench.toml"
+        config_path.write_text('name = "bench"\n[torch]\ncheckpoint = "none.pth"\n[mindspore]\ntemplate = "none.ckpt"\n'
+                               '[paths]\nmaps = "maps"\noutputs = "outputs"\n')
+        config = load_config(config_path)
+        write_inventory(ms_rows, config.output_dir / "ms_params", "MindSpore")
+        write_inventory(torch_rows, config.output_dir / "torch_params", "PyTorch")
+        started = time.perf_counter()
+        build_map(config)
+        print(f"stage 2 whole (read CSVs, match, write the map): {time.perf_counter() - started:.3f} s")
 
 
 if __name__ == "__main__":

@@ -206,12 +206,14 @@ def name_similarity(a, b):
     words_b, numbers_b = tokens(b)
     union = words_a | words_b
     words = len(words_a & words_b) / len(union) if union else 1.0
-    if not numbers_a and not numbers_b:
-        numbers = 1.0
-    else:
-        numbers = 1.0 if numbers_a == numbers_b else \
-            difflib.SequenceMatcher(a=numbers_a, b=numbers_b, autojunk=False).ratio()
-    return 0.6 * words + 0.4 * numbers
+    return 0.6 * words + 0.4 * _number_similarity(numbers_a, numbers_b)
+
+
+@functools.lru_cache(maxsize=None)
+def _number_similarity(numbers_a, numbers_b):
+    if numbers_a == numbers_b:
+        return 1.0
+    return difflib.SequenceMatcher(a=numbers_a, b=numbers_b, autojunk=False).ratio()
 
 
 def flat_shape(shape):
@@ -278,9 +280,7 @@ def _type_family(layer_type):
     return TYPE_FAMILIES.get(name, name)
 
 
-def _pair_score(ms_layer, torch_layer, loose):
-    if ms_layer.signature(loose) != torch_layer.signature(loose):
-        return None
+def _pair_score(ms_layer, torch_layer):
     similarity = name_similarity(ms_layer.ranked, torch_layer.ranked)
     order = 1.0 - abs(ms_layer.position - torch_layer.position)
     score = 1.0 + similarity + 0.5 * order
@@ -295,11 +295,12 @@ def _assign_layers(ms_layers, torch_layers, loose):
         return []
     scores = np.full((len(ms_layers), len(torch_layers)), -np.inf)
     similarity = np.zeros_like(scores)
+    by_signature = {}
+    for j, torch_layer in enumerate(torch_layers):
+        by_signature.setdefault(torch_layer.signature(loose), []).append(j)
     for i, ms_layer in enumerate(ms_layers):
-        for j, torch_layer in enumerate(torch_layers):
-            result = _pair_score(ms_layer, torch_layer, loose)
-            if result:
-                scores[i, j], similarity[i, j] = result
+        for j in by_signature.get(ms_layer.signature(loose), ()):  # only layers of one signature compete
+            scores[i, j], similarity[i, j] = _pair_score(ms_layer, torch_layers[j])
     allowed = np.isfinite(scores)
     if not allowed.any():
         return []

@@ -15,8 +15,9 @@ def stage(args):
     figures = f"worst relative error {worst['relative']:.2e} (max abs {worst['max_abs']:.2e}, cosine {worst['cosine']:.6f})" \
         if worst else "nothing compared"
     differ = sum(layer["verdict"] == "differ" for layer in result["layers"])
-    print(f"{result['verdict']}: {figures}; {result['layers_paired']} layers paired, {differ} differ; "
-          f"tolerance {result['tolerance']:g}")
+    alone = sum(layer.get("isolated", {}).get("verdict") == "differ" for layer in result["layers"])
+    print(f"{result['verdict']}: {figures}; {result['layers_paired']} layers paired, {differ} differ in the full "
+          f"run, {alone} on their own (isolated); tolerance {result['tolerance']:g}")
     for reason in result["reasons"]:
         print(f"  not verified: {reason}")
     if result["first_divergence"]:

@@ -191,6 +191,7 @@ def _choose(torch_rows, roots, ms_tensors, ignored_torch):
 def _produce(torch_rows, chosen, ms_tensors, stats):
     """Yield each rebuilt PyTorch tensor's data in stage 1's order; records checksums in stats."""
     rebuilder = _Rebuilder(ms_tensors, dry=False)
+    stats["disagree"] = rebuilder.disagree  # the writer's zip may never resume us after the last tensor
     waiting = {}  # the other sources of a cat root already rebuilt, until their turn comes
     for row in tqdm([row for row in torch_rows if row.name in chosen], desc="reversing", unit="tensor"):
         root, _ = chosen[row.name]
@@ -202,7 +203,6 @@ def _produce(torch_rows, chosen, ms_tensors, stats):
         stats["crc"][row.name] = zlib.crc32(memoryview(array.reshape(-1)).cast("B"))
         stats["bytes"] += array.nbytes
         yield array
-    stats["disagree"] = rebuilder.disagree
 
 
 def _to_torch(array, dtype):

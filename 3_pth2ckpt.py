@@ -1,13 +1,16 @@
-"""Stage 3: convert the PyTorch checkpoint into outputs/<name>/<name>.ckpt through the map."""
+"""Stage 3: convert the PyTorch checkpoint into outputs/<name>/<name>.ckpt through the map (or back, with --reverse)."""
 
 from pt2ms import cli
 from pt2ms.convert import convert
+from pt2ms.errors import Pt2MsError
+from pt2ms.reverse import reverse
 from pt2ms.tensors import NUMPY_DTYPES
 
 
-def stage(args):
-    config = cli.load(args)
-    summary = convert(config, args.format, args.cast, args.allow_nonfinite, args.allow_overflow)
+def forward(args, config):
+    if args.format == "pth":
+        raise Pt2MsError("--format pth is for the reverse direction; add --reverse, or use ckpt or safetensors")
+    summary = convert(config, args.format or "ckpt", args.cast, args.allow_nonfinite, args.allow_overflow)
     cli.wrote(summary["path"])
     left, unused = summary["left"], summary["unused"]
     print(f"converted {summary['converted']}, left at initial value {len(left)}, PyTorch tensors unused "
@@ -22,12 +25,41 @@ def stage(args):
     return 0
 
 
+def backward(args, config):
+    if args.format == "ckpt":
+        raise Pt2MsError("--reverse writes PyTorch weights: use --format pth or safetensors")
+    summary = reverse(config, args.reverse or None, args.format or "pth")
+    cli.wrote(summary["path"])
+    missing = summary["missing"]
+    print(f"restored {summary['restored']} PyTorch tensors from {summary['source']}, missing {len(missing)}, "
+          f"MindSpore tensors unused {len(summary['unused'])}; {summary['bytes'] / 1e6:,.1f} MB in "
+          f"{summary['seconds']:.1f} s, read back and checked {summary['checked']}")
+    for name, reason in list(missing.items())[:10]:
+        print(f"  missing: {name} ({reason})")
+    for name in summary["unused"][:10]:
+        print(f"  unused: {name}")
+    for name, (before, now) in summary["recast"].items():
+        print(f"  note: {name} was {before} in PyTorch, stays {now} as in the MindSpore checkpoint")
+    for first, second in summary["disagree"]:
+        print(f"  warning: {first} and {second} should hold the same values but differ; kept {first}")
+    return 0
+
+
+def stage(args):
+    config = cli.load(args)
+    return backward(args, config) if args.reverse is not None else forward(args, config)
+
+
 def build_parser():
     result = cli.parser(__doc__)
-    result.add_argument("--format", choices=["ckpt", "safetensors"], default="ckpt", help="output format (default ckpt)")
+    result.add_argument("--format", choices=["ckpt", "safetensors", "pth"],
+                        help="output format (default ckpt; with --reverse, pth)")
     result.add_argument("--cast", choices=sorted(NUMPY_DTYPES), help="cast every tensor to this dtype (default: keep)")
     result.add_argument("--allow-overflow", action="store_true", help="let a cast overflow to inf (counted in a warning)")
     result.add_argument("--allow-nonfinite", action="store_true", help="convert tensors holding NaN or Inf")
+    result.add_argument("--reverse", nargs="?", const="", metavar="MS_CHECKPOINT",
+                        help="MindSpore -> PyTorch through the same map: reads MS_CHECKPOINT (default: this "
+                             "config's converted checkpoint), writes outputs/<name>/<name>.reversed.pth")
     return result
 
 

@@ -5,7 +5,10 @@ Torch side: .pth/.pt/.bin (pickles, read safely), .safetensors, and sharded chec
 """
 
 import json
+import zlib
 from pathlib import Path
+
+import numpy as np
 
 from .ckpt import read_ckpt
 from .errors import Pt2MsError
@@ -104,3 +107,22 @@ def open_ms_checkpoint(path):
     if not tensors:
         raise Pt2MsError(f"{path}: the checkpoint holds no tensors")
     return tensors
+
+
+FULL_CHECK_BYTES = 4 << 30  # above this, the read-back check samples tensors instead of re-reading all
+
+
+def checksum(array):
+    """CRC-32 of an array's bytes in C order."""
+    return zlib.crc32(memoryview(np.require(array, requirements="C").reshape(-1)).cast("B"))
+
+
+def check_written(path, written, checksums, total_bytes):
+    """Compare a written file's tensors with the checksums taken while writing; returns how many were checked."""
+    names = list(checksums)
+    if total_bytes > FULL_CHECK_BYTES:
+        names = names[:: max(1, len(names) // 16)] + [names[-1]]
+    for name in names:
+        if name not in written or checksum(written[name].read()) != checksums[name]:
+            raise Pt2MsError(f"{path}: read-back check failed for {name!r}: the file on disk differs from what was written")
+    return len(names)

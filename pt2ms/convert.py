@@ -7,24 +7,20 @@ file that is renamed into place only when complete, and the written file is read
 """
 
 import time
-import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 
-import numpy as np
 from tqdm import tqdm
 
 from . import transforms
-from .checkpoint import open_ms_checkpoint, open_torch_checkpoint
+from .checkpoint import check_written, checksum, open_ms_checkpoint, open_torch_checkpoint
 from .ckpt import write_ckpt
 from .errors import Pt2MsError
+from .files import remove_stale_parts
 from .inventory import from_checkpoint, read_inventory
 from .mapping import parse_value, read_map
 from .safetensors_file import write_safetensors
-from .tensors import FLOAT_DTYPES, as_float, cast
-
-FULL_CHECK_BYTES = 4 << 30  # above this, the read-back check samples tensors instead of re-reading all
-
+from .tensors import cast, count_nonfinite
 
 @dataclass
 class Step:
@@ -88,38 +84,25 @@ def plan(map_data, map_path, targets, tensors, cast_to=None):
 
 
 def _produce(steps, tensors, allow_nonfinite, allow_overflow, stats):
-    """Yield each step's array: read, transform, cast, check for NaN/Inf; records checksums in stats."""
-    for step in tqdm(steps, desc="converting", unit="tensor"):
+    """Yield each step's array: read, check for NaN/Inf, transform, cast; records checksums in stats."""
+    # leave=False: on an error the bar is cleared, so stderr ends with just the one-line message.
+    for step in tqdm(steps, desc="converting", unit="tensor", leave=False, disable=None):
         sources = [tensors[name] for name in step.torch_names]
-        array = transforms.apply(step.ops, [tensor.read() for tensor in sources])
-        array, overflow = cast(array, sources[0].dtype, step.dtype)
+        arrays = [tensor.read() for tensor in sources]
+        for tensor, name, array in zip(sources, step.torch_names, arrays):
+            bad = 0 if allow_nonfinite else count_nonfinite(array, tensor.dtype)
+            if bad:
+                raise Pt2MsError(f"{tensor.source}: {name!r} holds {bad} NaN/Inf value(s) of "
+                                 f"{array.size} (rerun with --allow-nonfinite to convert anyway)")
+        array, overflow = cast(transforms.apply(step.ops, arrays), sources[0].dtype, step.dtype)
         if overflow and not allow_overflow:
             raise Pt2MsError(f"{sources[0].source}: casting {step.torch_names[0]!r} to {step.dtype} overflows "
                              f"{overflow} value(s) to inf; pick a wider dtype or pass --allow-overflow")
         if overflow:
             stats["overflow"][step.ms_name] = overflow
-        values = as_float(array, step.dtype)
-        if values is not None and not allow_nonfinite:
-            bad = int(np.count_nonzero(~np.isfinite(values)))
-            if bad:
-                raise Pt2MsError(f"{sources[0].source}: {step.torch_names[0]!r} holds {bad} NaN/Inf value(s) of "
-                                 f"{array.size} (rerun with --allow-nonfinite to convert anyway)")
-        stats["crc"][step.ms_name] = zlib.crc32(memoryview(np.require(array, requirements="C")).cast("B"))
+        stats["crc"][step.ms_name] = checksum(array)
         stats["bytes"] += array.nbytes
         yield array
-
-
-def _check_written(path, steps, crcs, total_bytes):
-    """Read the written file back and compare checksums (every tensor, or a sample of a huge file)."""
-    written = open_ms_checkpoint(path)
-    names = [step.ms_name for step in steps]
-    if total_bytes > FULL_CHECK_BYTES:
-        names = names[:: max(1, len(names) // 16)] + [names[-1]]
-    for name in names:
-        data = written[name].read()
-        if zlib.crc32(memoryview(np.require(data, requirements="C")).cast("B")) != crcs[name]:
-            raise Pt2MsError(f"{path}: read-back check failed for {name!r}: the file on disk differs from what was written")
-    return len(names)
 
 
 def convert(config, output_format="ckpt", cast_to=None, allow_nonfinite=False, allow_overflow=False):
@@ -132,6 +115,11 @@ def convert(config, output_format="ckpt", cast_to=None, allow_nonfinite=False, a
     if not steps:
         raise Pt2MsError(f"{config.map_path}: no entry maps a PyTorch tensor; nothing to convert")
     path = config.output_dir / f"{config.name}.{output_format}"
+    empty = [step for step in steps if 0 in step.shape]
+    if empty and output_format == "ckpt":
+        raise Pt2MsError(f"{config.map_path}: {empty[0].ms_name!r} has no elements (shape {list(empty[0].shape)}), which a "
+                         ".ckpt cannot store (it reads back as a scalar); set its entry to null or use --format safetensors")
+    remove_stale_parts(path)
     stats = {"crc": {}, "overflow": {}, "bytes": 0}
     specs = [(step.ms_name, step.dtype, step.shape) for step in steps]
     arrays = _produce(steps, tensors, allow_nonfinite, allow_overflow, stats)
@@ -139,7 +127,7 @@ def convert(config, output_format="ckpt", cast_to=None, allow_nonfinite=False, a
         write_safetensors(path, specs, arrays, metadata={"format": "ms", "converted_by": "pt2ms"})
     else:
         write_ckpt(path, specs, arrays)
-    checked = _check_written(path, steps, stats["crc"], stats["bytes"])
+    checked = check_written(path, open_ms_checkpoint(path), stats["crc"], stats["bytes"])
     used = {name for step in steps for name in step.torch_names}
     ignored_torch = set(map_data.get("ignored", {}).get("torch", {}))
     return {"path": path, "converted": len(steps), "left": left, "bytes": stats["bytes"],

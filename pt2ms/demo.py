@@ -8,8 +8,6 @@ then two different inputs give nearly the same output, which would make stage 4 
 
 import math
 
-import numpy as np
-
 from .config import build_torch_model
 from .files import atomic_open
 

@@ -14,6 +14,7 @@ def atomic_open(path, mode="w", **kwargs):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600; artifacts get the usual permissions
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
             handle.flush()
@@ -24,6 +25,22 @@ def atomic_open(path, mode="w", **kwargs):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_parts(path):
+    """Delete temporary files a killed earlier write of `path` left behind; returns how many."""
+    path = Path(path)
+    stale = list(path.parent.glob(f".{path.name}.*.part"))
+    for part in stale:
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+    return len(stale)
 
 
 def write_text(path, text):

@@ -142,6 +142,9 @@ def _prepare(rows, ms_side):
 # --- pass 1: exact names -------------------------------------------------------------------------------
 
 def _exact(ms, torch, matches, used):
+    # Equal names count only where the container positions agree too: a torch Sequential that counts its
+    # ReLUs and a SequentialCell that does not share names like features.2 for different layers.
+    ms_ranked, torch_ranked = rank_numbers(list(ms.key.values())), rank_numbers(list(torch.key.values()))
     torch_by_key = {}
     for row in torch.rows:
         torch_by_key.setdefault(torch.key[row.name], row)
@@ -150,6 +153,8 @@ def _exact(ms, torch, matches, used):
         candidates = [ms.key[row.name], strip_wrappers(ms.key[row.name]), row.name]
         partner = next((torch_by_key[c] for c in candidates if c in torch_by_key), None)
         if partner is None or partner.name in used or tuple(partner.shape) != tuple(row.shape):
+            continue
+        if strip_wrappers(ms_ranked[ms.key[row.name]]) != strip_wrappers(torch_ranked[torch.key[partner.name]]):
             continue
         same = partner.name == row.name
         matches[row.name] = Match(row.name, partner.name, method="exact" if same else "rule",

@@ -6,10 +6,14 @@ containers, tensors and a few harmless types (the list below), and turns each te
 reads its bytes from the zip when asked. Any other type is refused by name, before it can run.
 """
 
+import _compat_pickle
 import argparse
 import collections
 import io
 import pickle
+import pickletools
+import re
+import struct
 import zipfile
 from functools import partial
 
@@ -25,6 +29,11 @@ STORAGE_DTYPES = {
 }
 
 
+# Dtypes torch can save that have no NumPy equivalent here: refused by name when a tensor uses one.
+UNSUPPORTED_DTYPES = ("complex32", "complex64", "complex128", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz",
+                      "float8_e5m2fnuz", "quint8", "qint8", "qint32")
+
+
 class _StorageType:
     """Stands in for torch.FloatStorage and friends: only its dtype matters."""
 
@@ -34,6 +43,11 @@ class _StorageType:
 
 def _rebuild_tensor(storage, offset, shape, stride, *_ignored):
     return storage.view(int(offset), tuple(shape), tuple(stride))
+
+
+def _rebuild_tensor_v3(storage, offset, shape, stride, requires_grad, hooks, dtype, *_ignored):
+    """torch writes uint16/32/64 tensors this way: an untyped (byte) storage, the dtype named beside it."""
+    return storage.with_dtype(dtype).view(int(offset), tuple(shape), tuple(stride))
 
 
 def _rebuild_parameter(tensor, *_ignored):
@@ -48,7 +62,9 @@ def _numpy_reconstruct(*args):
 SAFE_GLOBALS = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch.storage", "UntypedStorage"): _StorageType("uint8"),
     ("argparse", "Namespace"): argparse.Namespace,
     ("_codecs", "encode"): lambda text, encoding="utf-8": text.encode(encoding),
     ("numpy", "dtype"): np.dtype,
@@ -63,7 +79,10 @@ SAFE_GLOBALS = {
     ("torch", "Size"): tuple,
 }
 SAFE_GLOBALS.update({("torch", name): _StorageType(dtype) for name, dtype in STORAGE_DTYPES.items()})
-SAFE_GLOBALS.update({(f"numpy.dtypes", f"{name.capitalize()}DType"): type(np.dtype(name))
+SAFE_GLOBALS.update({("torch", "ComplexFloatStorage"): _StorageType("complex64"),
+                     ("torch", "ComplexDoubleStorage"): _StorageType("complex128")})
+SAFE_GLOBALS.update({("torch", dtype): dtype for dtype in (*NUMPY_DTYPES, *UNSUPPORTED_DTYPES)})
+SAFE_GLOBALS.update({("numpy.dtypes", f"{name.capitalize()}DType"): type(np.dtype(name))
                      for name in ("float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")
                      if hasattr(np, "dtypes")})
 
@@ -85,7 +104,17 @@ class _Storage:
     def __init__(self, path, offset, size, dtype, key):
         self.path, self.offset, self.size, self.dtype, self.key = path, offset, size, dtype, key
 
+    def with_dtype(self, dtype):
+        return _Storage(self.path, self.offset, self.size, dtype, self.key)
+
     def view(self, offset, shape, stride):
+        if self.dtype not in NUMPY_DTYPES:
+            raise Pt2MsError(f"{self.path}: tensor in data/{self.key} has dtype {self.dtype}, which pt2ms cannot "
+                             "convert; drop it from the state dict or cast it before saving")
+        # torch never writes these layouts; accepting them would read bytes from outside the storage.
+        if len(stride) != len(shape) or min((offset, *shape, *stride)) < 0:
+            raise Pt2MsError(f"{self.path}: tensor in data/{self.key} has an impossible layout (offset {offset}, "
+                             f"shape {list(shape)}, stride {list(stride)}): file is corrupt")
         itemsize = np.dtype(NUMPY_DTYPES[self.dtype]).itemsize
         numel = int(np.prod(shape, dtype=np.int64))
         span = 1 + sum((n - 1) * s for n, s in zip(shape, stride)) if numel else 0
@@ -119,7 +148,8 @@ class _SafeUnpickler(pickle.Unpickler):
         self.path, self.storages = path, storages
 
     def find_class(self, module, name):
-        found = SAFE_GLOBALS.get((module, name))
+        # Protocol 2 pickles (torch.save's) spell Python 3 names the Python 2 way, e.g. __builtin__.set.
+        found = SAFE_GLOBALS.get(_python3_name(module, name))
         if found is None:
             raise UnsafePickle(self.path, f"{module}.{name}")
         return found
@@ -134,6 +164,12 @@ class _SafeUnpickler(pickle.Unpickler):
             raise Pt2MsError(f"{self.path}: storage data/{key} missing from the archive: file is corrupt")
         offset, size = self.storages[key]
         return _Storage(self.path, offset, size, storage_type.dtype, key)
+
+
+def _python3_name(module, name):
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
 def _member_offsets(path, archive):
@@ -156,6 +192,7 @@ def _member_offsets(path, archive):
 
 def load_zip_pickle(path):
     """Unpickle a zip-format torch file safely; tensors come back as LazyTensors."""
+    # zipfile raises many kinds of error on a damaged directory; all of them mean the same to the user.
     try:
         with zipfile.ZipFile(path) as archive:
             pickles = [name for name in archive.namelist() if name.endswith("data.pkl")]
@@ -163,7 +200,8 @@ def load_zip_pickle(path):
                 raise Pt2MsError(f"{path}: zip archive without data.pkl: not a torch checkpoint")
             data = archive.read(pickles[0])
             storages = _member_offsets(path, archive)
-    except (zipfile.BadZipFile, EOFError, OSError) as error:
+    except (zipfile.BadZipFile, EOFError, OSError, UnicodeDecodeError, NotImplementedError, ValueError,
+            struct.error) as error:
         raise Pt2MsError(f"{path}: cannot read the zip archive ({error}): file is truncated or corrupt") from None
     try:
         return _SafeUnpickler(data, path, storages).load()
@@ -173,19 +211,58 @@ def load_zip_pickle(path):
         raise Pt2MsError(f"{path}: corrupt pickle in data.pkl ({type(error).__name__}: {error})") from None
 
 
+# Harmless extras that training scripts save beside the weights; torch's weights_only loader refuses them.
+def _legacy_safe_globals():
+    numpy_types = [np.dtype, np.ndarray, np.core.multiarray.scalar, np.core.multiarray._reconstruct]
+    numpy_types += [type(np.dtype(name)) for name in NUMPY_DTYPES.values()]
+    return [argparse.Namespace, collections.OrderedDict, set, frozenset, slice, *numpy_types]
+
+
 def load_with_torch(path, trust_pickle):
     """Let torch read the file: legacy (non-zip) formats, or full trust when the user asked for it."""
     import torch
 
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        with torch.serialization.safe_globals(_legacy_safe_globals()):
+            loaded = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as error:
-        raise Pt2MsError(f"{path}: torch refused to unpickle it safely ({str(error).splitlines()[0]}). "
-                         "If you trust the file, rerun with --trust-pickle") from None
+        refused = _refused_global(path, str(error))
+        if refused and not trust_pickle:
+            raise UnsafePickle(path, refused) from None
+        raise _corrupt(path, error) from None
     except Exception as error:
-        raise Pt2MsError(f"{path}: cannot read it as a torch checkpoint ({type(error).__name__}: "
-                         f"{str(error).splitlines()[0] if str(error) else ''})") from None
+        raise _corrupt(path, error) from None
     return _torch_to_lazy(loaded, str(path))
+
+
+def _corrupt(path, error):
+    detail = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip().splitlines()
+    detail = f"{type(error).__name__}: {detail[-1].strip()}" if detail else type(error).__name__
+    return Pt2MsError(f"{path}: not a torch checkpoint, or it is truncated or corrupt ({detail})")
+
+
+def _refused_global(path, message):
+    """The full name of the type torch refused, as the file spells it, or None if torch named none."""
+    match = re.search(r"GLOBAL ([\w.]+)", message)
+    if not match:
+        return None
+    reported = match.group(1)
+    for full_name in _pickle_globals(path):
+        if full_name == reported or full_name.endswith("." + reported):
+            return full_name
+    return reported
+
+
+def _pickle_globals(path, pickles=5):
+    """Names the GLOBAL opcodes of a legacy file's leading pickles import, without unpickling anything."""
+    names = []
+    with open(path, "rb") as handle:
+        try:
+            for _ in range(pickles):
+                names += [arg.replace(" ", ".") for op, arg, _ in pickletools.genops(handle) if op.name == "GLOBAL"]
+        except Exception:  # the rest of the file is raw tensor data, not pickles
+            pass
+    return names
 
 
 def _torch_to_lazy(value, source):
@@ -210,6 +287,12 @@ def _torch_to_lazy(value, source):
 
 def load_pth(path, trust_pickle=False):
     """Read a torch checkpoint file into nested Python objects with LazyTensors for tensors."""
-    if trust_pickle or not zipfile.is_zipfile(path):
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except zipfile.BadZipFile as error:
+        raise Pt2MsError(f"{path}: cannot read the zip archive ({error}): file is truncated or corrupt") from None
+    except OSError as error:
+        raise Pt2MsError(f"{path}: cannot read it ({error.strerror or error})") from None
+    if trust_pickle or not is_zip:
         return load_with_torch(path, trust_pickle)
     return load_zip_pickle(path)

@@ -11,14 +11,13 @@ dict in memory, because torch.save takes a dict. Either is read back and checked
 """
 
 import time
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm import tqdm
 
 from . import transforms
-from .checkpoint import open_ms_checkpoint, open_torch_checkpoint
+from .checkpoint import check_written, checksum, open_ms_checkpoint, open_torch_checkpoint
 from .errors import Pt2MsError
 from .files import atomic_open
 from .inventory import read_inventory
@@ -26,7 +25,6 @@ from .mapping import parse_value, read_map
 from .safetensors_file import write_safetensors
 
 FORMATS = ("pth", "safetensors")
-FULL_CHECK_BYTES = 4 << 30  # above this, the read-back check samples tensors instead of re-reading all
 
 
 @dataclass
@@ -193,14 +191,14 @@ def _produce(torch_rows, chosen, ms_tensors, stats):
     rebuilder = _Rebuilder(ms_tensors, dry=False)
     stats["disagree"] = rebuilder.disagree  # the writer's zip may never resume us after the last tensor
     waiting = {}  # the other sources of a cat root already rebuilt, until their turn comes
-    for row in tqdm([row for row in torch_rows if row.name in chosen], desc="reversing", unit="tensor"):
+    for row in tqdm([row for row in torch_rows if row.name in chosen], desc="reversing", unit="tensor", leave=False, disable=None):
         root, _ = chosen[row.name]
         if row.name not in waiting:
             array, _ = rebuilder.rebuild(root.routes, 0, root.shape)
             waiting.update({name: piece for name, piece in _split(root, array).items()
                             if name in chosen and chosen[name][0] is root})
         array = np.require(waiting.pop(row.name), requirements="C")
-        stats["crc"][row.name] = zlib.crc32(memoryview(array.reshape(-1)).cast("B"))
+        stats["crc"][row.name] = checksum(array)
         stats["bytes"] += array.nbytes
         yield array
 
@@ -228,19 +226,6 @@ def _write_pth(path, specs, arrays, torch_rows):
         raw[name] = (dtype, array)
     with atomic_open(path, "wb") as handle:
         torch.save(state, handle)
-
-
-def _check_written(path, crcs, total_bytes):
-    """Read the written file back and compare checksums (every tensor, or a sample of a huge file)."""
-    written = open_torch_checkpoint(path)
-    names = list(crcs)
-    if total_bytes > FULL_CHECK_BYTES:
-        names = names[:: max(1, len(names) // 16)] + [names[-1]]
-    for name in names:
-        data = np.require(written[name].read(), requirements="C")
-        if zlib.crc32(memoryview(data.reshape(-1)).cast("B")) != crcs[name]:
-            raise Pt2MsError(f"{path}: read-back check failed for {name!r}: the file on disk differs from what was written")
-    return len(names)
 
 
 def _default_source(config):
@@ -274,9 +259,12 @@ def reverse(config, source=None, output_format="pth", output=None):
         write_safetensors(path, specs, arrays, metadata={"format": "pt", "converted_by": "pt2ms reverse"})
     else:
         _write_pth(path, specs, arrays, torch_rows)
-    checked = _check_written(path, stats["crc"], stats["bytes"])
+    checked = check_written(path, open_torch_checkpoint(path), stats["crc"], stats["bytes"])
     read = {route.ms_name for root in roots for route in root.routes}
-    return {"path": path, "source": source, "restored": len(specs), "missing": missing,
+    # Stage 3's --cast changes dtypes; they stay as the MindSpore checkpoint has them, and are listed here.
+    recast = {row.name: (row.dtype, chosen[row.name][1]) for row in torch_rows
+              if row.name in chosen and row.dtype != chosen[row.name][1]}
+    return {"path": path, "source": source, "restored": len(specs), "missing": missing, "recast": recast,
             "ignored_torch": sorted(ignored_torch & {row.name for row in torch_rows}),
             "unused": [name for name in ms_tensors if name not in read], "disagree": stats["disagree"],
             "bytes": stats["bytes"], "checked": checked, "seconds": time.perf_counter() - started}

@@ -33,21 +33,38 @@ def read_safetensors(path):
             header = json.loads(handle.read(length))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise Pt2MsError(f"{path}: corrupt safetensors header ({error})") from None
+    if not isinstance(header, dict):
+        raise Pt2MsError(f"{path}: corrupt safetensors header (a JSON {type(header).__name__}, not an object)")
     header.pop("__metadata__", None)
     data_start = 8 + length
+    entries = [_checked_entry(path, name, entry) for name, entry in header.items()]
     tensors = {}
-    for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
-        dtype = FROM_SAFETENSORS.get(entry.get("dtype"))
-        if dtype is None:
-            raise Pt2MsError(f"{path}: tensor {name!r} has unsupported dtype {entry.get('dtype')!r}")
-        shape = tuple(entry["shape"])
-        begin, end = entry["data_offsets"]
+    for name, dtype, shape, begin, end in sorted(entries, key=lambda entry: entry[3]):
         expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(NUMPY_DTYPES[dtype]).itemsize
         if end - begin != expected or data_start + end > size:
             raise Pt2MsError(f"{path}: tensor {name!r} data is out of bounds: file is truncated or corrupt")
         tensors[name] = LazyTensor(dtype, shape, partial(read_bytes, path, data_start + begin, dtype, shape),
                                    str(path), storage=f"{begin}")
     return tensors
+
+
+def _checked_entry(path, name, entry):
+    """(name, dtype, shape, begin, end) of one header entry, refusing anything of the wrong structure."""
+    def natural(value):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    if not isinstance(entry, dict):
+        raise Pt2MsError(f"{path}: corrupt safetensors header: entry {name!r} is not an object")
+    shape, offsets = entry.get("shape"), entry.get("data_offsets")
+    if not (isinstance(shape, list) and all(map(natural, shape))):
+        raise Pt2MsError(f"{path}: corrupt safetensors header: tensor {name!r} has shape {shape!r}")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(natural, offsets))
+            and offsets[0] <= offsets[1]):
+        raise Pt2MsError(f"{path}: corrupt safetensors header: tensor {name!r} has data_offsets {offsets!r}")
+    dtype = FROM_SAFETENSORS.get(entry.get("dtype")) if isinstance(entry.get("dtype"), str) else None
+    if dtype is None:
+        raise Pt2MsError(f"{path}: tensor {name!r} has unsupported dtype {entry.get('dtype')!r}")
+    return name, dtype, tuple(shape), offsets[0], offsets[1]
 
 
 def write_safetensors(path, specs, arrays, metadata=None):

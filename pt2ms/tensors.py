@@ -58,19 +58,30 @@ def read_bytes(path, offset, dtype, shape):
     return array
 
 
+# Both conversions work on a flat copy: NumPy turns 0-d arrays into scalars of a wider type under arithmetic.
 def bfloat16_to_float32(bits):
     """Widen raw bfloat16 patterns to float32 exactly."""
-    return (bits.astype(np.uint32) << 16).view(np.float32)
+    bits = np.asarray(bits)
+    return (bits.reshape(-1).astype(np.uint32) << 16).view(np.float32).reshape(bits.shape)
 
 
 def float32_to_bfloat16(values):
     """Round float32 values to the nearest bfloat16 (ties to even), returned as raw patterns."""
-    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    values = np.asarray(values, dtype=np.float32)
+    bits = np.ascontiguousarray(values.reshape(-1)).view(np.uint32)
     rounded = bits + 0x7FFF + ((bits >> 16) & 1)
     out = (rounded >> 16).astype(np.uint16)
-    nan = np.isnan(values)
-    out[nan] = 0x7FC0
-    return out
+    out[np.isnan(values.reshape(-1))] = 0x7FC0
+    return out.reshape(values.shape)
+
+
+def count_nonfinite(array, dtype):
+    """How many NaN/Inf values a float tensor holds (0 for integer data); bfloat16 is checked on its bits."""
+    if dtype == "bfloat16":
+        return int(np.count_nonzero((array & 0x7F80) == 0x7F80))
+    if dtype in FLOAT_DTYPES:
+        return int(np.count_nonzero(~np.isfinite(array)))
+    return 0
 
 
 def as_float(array, dtype):

@@ -72,7 +72,7 @@ def _step_shape(op, args, shape):
         dims = list(shape)
         dims[dim] //= pieces
         return tuple(dims)
-    raise Pt2MsError(f"cat can only be the first op")
+    raise Pt2MsError("cat can only be the first op")
 
 
 def apply(ops, arrays):

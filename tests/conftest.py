@@ -3,7 +3,6 @@
 import contextlib
 import io
 import runpy
-import sys
 import textwrap
 from pathlib import Path
 

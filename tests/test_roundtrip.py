@@ -20,6 +20,7 @@ from pt2ms.errors import Pt2MsError
 from pt2ms.inventory import show
 from pt2ms.reverse import reverse
 from pt2ms.safetensors_file import read_safetensors
+from tests.conftest import run_script
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64, torch.int32, torch.int8,
           torch.uint8, torch.bool]
@@ -114,7 +115,8 @@ def test_pth_to_ckpt_to_pth_is_bit_exact(tmp_path, dtype):
     assert convert(config, "ckpt", allow_nonfinite=True)["converted"] == len(state)
     assert_mindspore_reads(config.output_dir / "rt.ckpt", {f"ms.{name}": t for name, t in state.items()})
     summary = reverse(config)
-    assert summary["restored"] == len(state) and not summary["missing"] and not summary["disagree"]
+    assert summary["restored"] == len(state)
+    assert not summary["missing"] and not summary["disagree"] and not summary["recast"] and not summary["unused"]
     restored = torch.load(summary["path"], weights_only=True)
     assert_same(restored, state)
     assert restored["embed.weight"].untyped_storage().data_ptr() == restored["head.weight"].untyped_storage().data_ptr()
@@ -251,3 +253,30 @@ def test_bad_input_raises_pt2ms_error(tmp_path):
     config.map_path.write_text(json.dumps(data))
     with pytest.raises(Pt2MsError, match=r"shape mismatch for 'proj.weight'.*\[5, 3\]"):
         reverse(config)
+
+
+def test_a_cast_in_stage_3_is_kept_and_listed(tmp_path):
+    config, state = transform_project(tmp_path)
+    convert(config, "ckpt", cast_to="float16")
+    summary = reverse(config)
+    assert summary["recast"]["proj.weight"] == ("float32", "float16")
+    assert raw(torch.load(summary["path"], weights_only=True)["proj.weight"]) == raw(state["proj.weight"].half())
+
+
+def test_reverse_from_the_command_line_gives_back_the_original_bytes(mapped_project):
+    root = mapped_project.parent
+    assert run_script("3_pth2ckpt.py", "--config", str(mapped_project))[0] == 0
+    code, stdout, stderr = run_script("3_pth2ckpt.py", "--config", str(mapped_project), "--reverse")
+    assert code == 0, stderr
+    assert "restored 15 PyTorch tensors" in stdout and "missing 0" in stdout
+    original = torch.load(root / "weights.pth", weights_only=True)
+    # BatchNorm's num_batches_tracked counters are listed as ignored: MindSpore has no place for them.
+    original = {name: tensor for name, tensor in original.items() if not name.endswith("num_batches_tracked")}
+    assert_same(torch.load(root / "outputs" / "tiny" / "tiny.reversed.pth", weights_only=True), original)
+
+
+@pytest.mark.parametrize("args, says", [(["--format", "pth"], "--format pth is for the reverse direction"),
+                                        (["--reverse", "--format", "ckpt"], "use --format pth or safetensors")])
+def test_direction_and_format_must_agree(mapped_project, args, says):
+    code, _, stderr = run_script("3_pth2ckpt.py", "--config", str(mapped_project), *args)
+    assert code == 2 and says in stderr and stderr.count("\n") == 1

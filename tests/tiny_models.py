@@ -1,9 +1,7 @@
 """A tiny PyTorch net and its MindSpore port, importable by configs as tests.tiny_models:<factory>."""
 
-import mindspore as ms
 import torch
 from mindspore import nn as msnn
-from mindspore import ops
 from torch import nn
 
 

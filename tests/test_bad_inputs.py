@@ -1,0 +1,467 @@
+"""Broken and hostile inputs: each stage refuses them with exit 2 and one line naming the file and the problem.
+
+Every case runs on a copy of a project that has been through all four stages (a converted .ckpt, a
+verify.json, a hand edit in maps/tiny.json), and checks that nothing on disk changed: no temporary
+`.part` file, no new artifact, every earlier file byte for byte as it was. The last test kills a
+conversion mid-write and checks that the previous .ckpt survives.
+"""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import ROOT, run_script, write_config
+from tests.tiny_models import ms_net, randomized_state_dict, torch_net
+
+ALL_STAGES = ["1_show.py", "2_build_map.py", "3_pth2ckpt.py", "4_verify.py"]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """The tiny project after stages 1 to 4, with one hand edit in its map; built once per module."""
+    root = tmp_path_factory.mktemp("converted")
+    torch.save(randomized_state_dict(torch_net()), root / "weights.pth")
+    config = write_config(root)
+    for script in ALL_STAGES[:2]:
+        assert run_script(script, "--config", str(config))[0] == 0
+    map_path = root / "maps" / "tiny.json"
+    data = json.loads(map_path.read_text())
+    data["map"]["classifier.weight"] = {"torch": "fc.weight"}  # the user's (right) edit, in the long form
+    map_path.write_text(json.dumps(data, indent=2) + "\n")
+    for script in ALL_STAGES[2:]:
+        assert run_script(script, "--config", str(config))[0] == 0
+    for artifact in ("outputs/tiny/tiny.ckpt", "outputs/tiny/verify.json", "outputs/tiny/ms_params.csv"):
+        assert (root / artifact).is_file()
+    return root
+
+
+@pytest.fixture
+def project(converted, tmp_path):
+    """A private copy of the converted project: returns its config path."""
+    shutil.copytree(converted, tmp_path / "project")
+    return tmp_path / "project" / "tiny.toml"
+
+
+def snapshot(root):
+    """Every file under `root` (bytecode caches aside) -> its bytes."""
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*"))
+            if path.is_file() and "__pycache__" not in path.parts}
+
+
+def assert_refused(config, script, *args, names, says=(), one_line=True):
+    """Run a stage that must refuse its input; check the message and that the disk is untouched.
+
+    With one_line=False only the last line of stderr is checked (see the progress-bar tests below).
+    """
+    root = config.parent
+    before = snapshot(root)
+    code, _, stderr = run_script(script, "--config", str(config), *args)
+    assert code == 2, f"exit {code}, stderr {stderr!r}"
+    assert stderr.endswith("\n"), stderr
+    if one_line:
+        assert stderr.startswith("error: ") and stderr.count("\n") == 1, stderr
+    message = stderr.splitlines()[-1]
+    assert message.startswith("error: "), stderr
+    assert names in message, f"{names!r} not named in {message!r}"
+    # The test's own folder name must not satisfy a fragment such as "corrupt" or "truncated".
+    detail = message.replace(str(root), "<project>")
+    for fragment in says:
+        assert fragment.lower() in detail.lower(), f"{fragment!r} not in {detail!r}"
+    after = snapshot(root)
+    assert [name for name in after if name.endswith(".part")] == []
+    assert sorted(set(after) - set(before)) == [], "new files"
+    assert sorted(set(before) - set(after)) == [], "files removed"
+    assert [name for name in before if before[name] != after[name]] == [], "files changed"
+    return message
+
+
+def set_config(config, old, new):
+    text = config.read_text()
+    assert old in text
+    config.write_text(text.replace(old, new, 1))
+
+
+# --- damaged and hostile checkpoints ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("script", ["1_show.py", "3_pth2ckpt.py"])
+def test_missing_checkpoint(project, script):
+    (project.parent / "weights.pth").unlink()
+    assert_refused(project, script, names="weights.pth", says=["not found"])
+
+
+def test_truncated_pth(project):
+    path = project.parent / "weights.pth"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert_refused(project, "1_show.py", names="weights.pth", says=["corrupt"])
+
+
+@pytest.mark.parametrize("damage", ["random_bytes", "legacy_cut_in_half", "legacy_cut_short"])
+def test_corrupt_pth_is_called_corrupt_without_suggesting_trust(project, damage):
+    path = project.parent / "weights.pth"
+    if damage == "random_bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(4000))
+    else:
+        torch.save(randomized_state_dict(torch_net()), path, _use_new_zipfile_serialization=False)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2] if damage == "legacy_cut_in_half" else data[:100])
+    message = assert_refused(project, "1_show.py", names="weights.pth", says=["corrupt"])
+    assert "--trust-pickle" not in message
+
+
+def _first_central_entry(data):
+    return data.index(b"PK\x01\x02")
+
+
+def _bad_utf8_name(data):
+    entry = _first_central_entry(data)
+    data[entry + 8] |= 0x08  # general purpose flag bit 11 (0x800): the name is UTF-8 ...
+    data[entry + 46] = 0xFF  # ... and its first byte is not
+    return data
+
+
+def _future_zip_version(data):
+    data[_first_central_entry(data) + 6] = 200  # "version needed to extract" 20.0
+    return data
+
+
+def _multi_disk_zip64(data):
+    locator = data.index(b"PK\x06\x07")
+    data[locator + 4] = 1  # the zip64 directory is on "disk 1"
+    return data
+
+
+@pytest.mark.parametrize("damage", [_bad_utf8_name, _future_zip_version, _multi_disk_zip64],
+                         ids=lambda f: f.__name__.strip("_"))
+def test_damaged_zip_directory_in_pth(project, damage):
+    path = project.parent / "weights.pth"
+    path.write_bytes(bytes(damage(bytearray(path.read_bytes()))))
+    assert_refused(project, "1_show.py", names="weights.pth", says=["corrupt"])
+
+
+@pytest.fixture
+def safetensors_project(project):
+    """The project reading its weights from weights.safetensors instead of the .pth."""
+    from safetensors.torch import save_file
+
+    save_file(randomized_state_dict(torch_net()), project.parent / "weights.safetensors")
+    set_config(project, 'checkpoint = "weights.pth"', 'checkpoint = "weights.safetensors"')
+    return project
+
+
+def test_truncated_safetensors(safetensors_project):
+    path = safetensors_project.parent / "weights.safetensors"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert_refused(safetensors_project, "1_show.py", names="weights.safetensors", says=["truncated"])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_corrupt_safetensors(safetensors_project, seed):
+    (safetensors_project.parent / "weights.safetensors").write_bytes(np.random.default_rng(seed).bytes(3000))
+    assert_refused(safetensors_project, "1_show.py", names="weights.safetensors", says=["safetensors"])
+
+
+def _safetensors_with_header(header, data=b""):
+    encoded = json.dumps(header).encode()
+    return len(encoded).to_bytes(8, "little") + encoded + data
+
+
+def test_safetensors_header_that_is_not_json(safetensors_project):
+    (safetensors_project.parent / "weights.safetensors").write_bytes(_safetensors_with_header({})[:8] + b"{" * 2)
+    assert_refused(safetensors_project, "1_show.py", names="weights.safetensors", says=["corrupt"])
+
+
+HOSTILE_HEADERS = {
+    "list": [],
+    "entry_not_an_object": {"w": 1},
+    "entry_without_offsets": {"w": {"dtype": "F32", "shape": [1]}},
+    "shape_not_numbers": {"w": {"dtype": "F32", "shape": ["x"], "data_offsets": [0, 4]}},
+    "negative_offsets": {"w": {"dtype": "F32", "shape": [1], "data_offsets": [-4, 0]}},
+}
+
+
+@pytest.mark.parametrize("header", HOSTILE_HEADERS.values(), ids=HOSTILE_HEADERS.keys())
+def test_safetensors_header_of_the_wrong_structure(safetensors_project, header):
+    (safetensors_project.parent / "weights.safetensors").write_bytes(_safetensors_with_header(header, b"\0" * 4))
+    assert_refused(safetensors_project, "1_show.py", names="weights.safetensors", says=["corrupt"])
+
+
+@pytest.fixture
+def template_project(project):
+    """The project taking its MindSpore names from template.ckpt."""
+    import mindspore as ms
+
+    ms.save_checkpoint(ms_net(), str(project.parent / "template.ckpt"))
+    set_config(project, "[mindspore]\n", '[mindspore]\ntemplate = "template.ckpt"\n')
+    return project
+
+
+def test_template_ckpt_works_before_it_is_damaged(template_project):
+    assert run_script("1_show.py", "--config", str(template_project))[0] == 0
+
+
+@pytest.mark.parametrize("script", ["1_show.py", "3_pth2ckpt.py"])
+def test_truncated_template_ckpt(template_project, script):
+    path = template_project.parent / "template.ckpt"
+    data = path.read_bytes()
+    path.chmod(0o600)  # MindSpore saves checkpoints read-only
+    path.write_bytes(data[: len(data) // 2])
+    assert_refused(template_project, script, names="template.ckpt", says=["truncated"])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_corrupt_template_ckpt(template_project, seed):
+    path = template_project.parent / "template.ckpt"
+    path.chmod(0o600)
+    path.write_bytes(np.random.default_rng(seed).bytes(3000))
+    assert_refused(template_project, "1_show.py", names="template.ckpt", says=["checkpoint"])
+
+
+# --- pickles that are not a state dict --------------------------------------------------------------------
+
+def test_pickled_list_of_tensors(project):
+    torch.save(list(randomized_state_dict(torch_net()).values()), project.parent / "weights.pth")
+    assert_refused(project, "1_show.py", names="weights.pth", says=["holds a list", "not a state dict"])
+
+
+def test_whole_pickled_model_is_refused_by_default(project):
+    torch.save(torch_net(), project.parent / "weights.pth")
+    assert_refused(project, "1_show.py", names="weights.pth",
+                   says=["refused to unpickle type tests.tiny_models.TorchNet", "--trust-pickle",
+                         "trust_pickle = true", "torch.save(model.state_dict()"])
+
+
+def test_empty_state_dict(project):
+    torch.save({}, project.parent / "weights.pth")
+    assert_refused(project, "1_show.py", names="weights.pth", says=["empty"])
+
+
+def test_dict_without_tensors(project):
+    torch.save({"epoch": 3, "note": "weights were never saved"}, project.parent / "weights.pth")
+    assert_refused(project, "1_show.py", names="weights.pth", says=["epoch"])
+
+
+# --- configs ----------------------------------------------------------------------------------------------
+
+BAD_CONFIGS = {
+    # (what to replace, replacement, what the message must say)
+    "syntax_error": ('checkpoint = "weights.pth"', 'checkpoint "weights.pth"', ["syntax", "line 3"]),
+    "missing_name": ('name = "tiny"\n', "", ["'name'"]),
+    "missing_checkpoint": ('checkpoint = "weights.pth"\n', "", ["'checkpoint'", "[torch]"]),
+    "unknown_top_level_key": ('name = "tiny"\n', 'name = "tiny"\nepochs = 3\n', ["unknown key 'epochs'"]),
+    "unknown_section_key": ('checkpoint = "weights.pth"', 'checkpiont = "weights.pth"',
+                            ["unknown key 'checkpiont' in [torch]"]),
+}
+
+
+@pytest.mark.parametrize("script", ALL_STAGES)
+@pytest.mark.parametrize("case", BAD_CONFIGS.values(), ids=BAD_CONFIGS.keys())
+def test_bad_config(project, script, case):
+    old, new, says = case
+    set_config(project, old, new)
+    assert_refused(project, script, names="tiny.toml", says=says)
+
+
+# --- model factories --------------------------------------------------------------------------------------
+
+FACTORY_FILE = '''\
+def raises(**kwargs):
+    raise ValueError("width must be positive")
+
+
+def returns_a_dict(**kwargs):
+    return {}
+'''
+
+BAD_FACTORIES = {
+    "no_such_module": ("torch", "no_such_module_pt2ms:net", ["cannot import 'no_such_module_pt2ms'"]),
+    "no_such_file": ("torch", "no_such_file.py:net", ["no_such_file.py", "not found"]),
+    "no_such_attribute": ("torch", "tests.tiny_models:no_such_factory", ["has no attribute 'no_such_factory'"]),
+    "raises": ("torch", "factories.py:raises", ["raised ValueError: width must be positive"]),
+    "wrong_type": ("torch", "factories.py:returns_a_dict", ["returned dict", "torch.nn.Module"]),
+    "ms_no_such_attribute": ("mindspore", "tests.tiny_models:no_such_cell", ["has no attribute 'no_such_cell'"]),
+    "ms_raises": ("mindspore", "factories.py:raises", ["raised ValueError"]),
+    "no_colon": ("torch", "tests.tiny_models.torch_net", ["must look like"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FACTORIES.values(), ids=BAD_FACTORIES.keys())
+def test_bad_factory(project, case):
+    side, spec, says = case
+    (project.parent / "factories.py").write_text(FACTORY_FILE)
+    default = {"torch": "tests.tiny_models:torch_net", "mindspore": "tests.tiny_models:ms_net"}[side]
+    set_config(project, f'model = "{default}"', f'model = "{spec}"')
+    assert_refused(project, "1_show.py", names="tiny.toml", says=says)
+
+
+# --- maps -------------------------------------------------------------------------------------------------
+
+def edit_map(project, **entries):
+    map_path = project.parent / "maps" / "tiny.json"
+    data = json.loads(map_path.read_text())
+    data["map"].update(entries)
+    map_path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+@pytest.mark.parametrize("script", ["2_build_map.py", "3_pth2ckpt.py"])
+def test_map_with_a_json_syntax_error_is_refused_and_kept(project, script):
+    map_path = project.parent / "maps" / "tiny.json"
+    text = map_path.read_text()
+    broken = text.replace('"norm.gamma": "norm.weight",', '"norm.gamma": "norm.weight"', 1)  # a dropped comma
+    assert broken != text
+    map_path.write_text(broken)
+    with pytest.raises(json.JSONDecodeError) as syntax:
+        json.loads(broken)
+    assert_refused(project, script, names="tiny.json",
+                   says=[f"line {syntax.value.lineno}, column {syntax.value.colno}"])
+
+
+def test_map_entry_for_a_parameter_the_target_lacks(project):
+    edit_map(project, **{"features.9.weight": "features.0.weight"})
+    assert_refused(project, "3_pth2ckpt.py", names="tiny.json", says=["'features.9.weight'", "no MindSpore parameter"])
+
+
+def test_map_entry_reading_a_tensor_the_checkpoint_lacks(project):
+    edit_map(project, **{"classifier.weight": "head.weight"})
+    assert_refused(project, "3_pth2ckpt.py", names="tiny.json", says=["'classifier.weight'", "'head.weight'", "lacks"])
+
+
+def test_map_entry_wrong_on_both_sides(project):
+    edit_map(project, **{"no.such.parameter": "no.such.tensor"})
+    assert_refused(project, "3_pth2ckpt.py", names="tiny.json", says=["'no.such.parameter'"])
+
+
+def test_one_torch_tensor_feeding_two_parameters_by_mistake(project):
+    edit_map(project, **{"norm.beta": "norm.weight"})
+    assert_refused(project, "3_pth2ckpt.py", names="tiny.json",
+                   says=["'norm.weight' feeds", "norm.gamma", "norm.beta", '"tied": true'])
+
+
+def test_shape_mismatch(project):
+    edit_map(project, **{"classifier.weight": "features.0.weight"})
+    assert_refused(project, "3_pth2ckpt.py", names="tiny.json",
+                   says=["shape mismatch for 'classifier.weight'", "[3, 4]", "[4, 3, 3, 3]"])
+
+
+# --- values that cannot be converted ----------------------------------------------------------------------
+
+def save_weights_with(project, fill):
+    """Rewrite weights.pth with the first values of fc.weight replaced by `fill`."""
+    state = randomized_state_dict(torch_net())
+    flat = state["fc.weight"].view(-1)
+    for index, value in enumerate(fill):
+        flat[index] = value
+    torch.save(state, project.parent / "weights.pth")
+
+
+NAN_AND_INF = [float("nan")] * 3 + [float("inf"), float("-inf")]
+
+
+def test_nan_and_inf_in_the_weights(project):
+    save_weights_with(project, NAN_AND_INF)
+    assert_refused(project, "3_pth2ckpt.py", names="weights.pth", one_line=False,
+                   says=["'fc.weight'", "5 NaN/Inf", "--allow-nonfinite"])
+
+
+def test_nan_and_inf_in_the_weights_is_one_line(project):
+    save_weights_with(project, NAN_AND_INF)
+    assert_refused(project, "3_pth2ckpt.py", names="weights.pth", says=["5 NaN/Inf"])
+
+
+def test_cast_that_overflows(project):
+    save_weights_with(project, [1e6] * 6 + [-1e6])
+    assert_refused(project, "3_pth2ckpt.py", "--cast", "float16", names="weights.pth", one_line=False,
+                   says=["'fc.weight'", "float16", "7 value", "--allow-overflow"])
+
+
+def test_cast_that_overflows_is_one_line(project):
+    save_weights_with(project, [1e6] * 6 + [-1e6])
+    assert_refused(project, "3_pth2ckpt.py", "--cast", "float16", names="weights.pth", says=["7 value"])
+
+
+def test_overflow_allowed_converts_and_counts(project):
+    """The way forward that the overflow message names works on its own, and says what it did."""
+    save_weights_with(project, [1e6] * 7)
+    code, stdout, stderr = run_script("3_pth2ckpt.py", "--config", str(project), "--cast", "float16",
+                                      "--allow-overflow")
+    assert code == 0, stderr
+    assert "warning: 7 value(s) of classifier.weight overflowed" in stdout
+
+
+def test_damaged_converted_ckpt_in_a_fresh_process(project):
+    """Stage 4 through MindSpore's own loader, whose C++ side could write to stderr behind Python's back."""
+    ckpt = project.parent / "outputs" / "tiny" / "tiny.ckpt"
+    data = ckpt.read_bytes()
+    ckpt.chmod(0o600)
+    ckpt.write_bytes(data[: len(data) // 2])
+    before = snapshot(project.parent)
+    done = subprocess.run([sys.executable, str(ROOT / "4_verify.py"), "--config", str(project)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: {ckpt}: ") and done.stderr.count("\n") == 1, done.stderr
+    assert "corrupt" in done.stderr
+    assert snapshot(project.parent) == before
+
+
+# --- a conversion killed while it writes ------------------------------------------------------------------
+
+def test_killed_conversion_leaves_the_previous_ckpt_intact(tmp_path):
+    import mindspore as ms
+
+    from pt2ms.inventory import TensorInfo, to_csv_text
+
+    names, shape = [f"layers.{index}.weight" for index in range(40)], (1024, 2560)  # 40 x 10 MB of float32
+    torch.save({name: torch.full(shape, float(index)) for index, name in enumerate(names)}, tmp_path / "big.pth")
+    config = write_config(tmp_path, name="big", checkpoint="big.pth")
+    out = tmp_path / "outputs" / "big"
+    out.mkdir(parents=True)
+    (out / "ms_params.csv").write_text(to_csv_text([TensorInfo(name, shape, "float32") for name in names]))
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "maps" / "big.json").write_text(json.dumps({"map": {name: name for name in names}}, indent=2))
+    previous = out / "big.ckpt"
+    ms.save_checkpoint([{"name": "old.weight", "data": ms.Tensor(np.arange(6, dtype=np.float32).reshape(2, 3))}],
+                       str(previous))
+    previous_bytes = previous.read_bytes()
+
+    try:
+        sizes = kill_once_writing(config, out)
+        assert 0 < sizes[-1] < 40 * 1024 * 2560 * 4
+        assert previous.read_bytes() == previous_bytes
+        loaded = ms.load_checkpoint(str(previous))
+        assert list(loaded) == ["old.weight"] and loaded["old.weight"].asnumpy().tolist() == [[0, 1, 2], [3, 4, 5]]
+    finally:
+        # pytest keeps recent temporary folders: leave no 800 MB behind. (Nothing can remove the killed
+        # run's .part but a later cleanup.)
+        for big in [tmp_path / "big.pth", *out.glob(".big.ckpt.*.part")]:
+            big.unlink()
+
+
+def kill_once_writing(config, out):
+    """Start stage 3 and SIGKILL it once its temporary .part file is growing; returns the sizes seen."""
+    process = subprocess.Popen([sys.executable, str(ROOT / "3_pth2ckpt.py"), "--config", str(config)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sizes, killed, deadline = [], False, time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            parts = list(out.glob(".big.ckpt.*.part"))
+            if parts:
+                sizes.append(parts[0].stat().st_size)
+                if len(sizes) >= 2 and 0 < sizes[-2] < sizes[-1]:
+                    process.send_signal(signal.SIGKILL)
+                    killed = True
+                    break
+            time.sleep(0.005)
+    finally:
+        process.kill()
+        process.wait()
+    assert killed and process.returncode == -signal.SIGKILL, \
+        f"not killed mid-write (exit {process.returncode}, .part sizes seen {sizes}): make the checkpoint bigger"
+    return sizes

@@ -9,6 +9,8 @@ def stage(args):
     if args.tolerance is not None:
         config.verify.tolerance = args.tolerance
     result = verify(config)
+    for warning in result["warnings"]:
+        print(f"warning: {warning}")
     for path in result["files"]:
         cli.wrote(path)
     worst = max((row for row in result["outputs"] if row.get("compared")), key=lambda r: r["relative"], default=None)

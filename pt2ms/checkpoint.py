@@ -50,6 +50,9 @@ def find_state_dict(loaded, path, key=None):
     candidates = [name for name, value in loaded.items() if _is_state_dict(value)]
     if len(candidates) == 1:
         return loaded[candidates[0]], candidates[0]
+    if not tensors and not candidates:
+        raise Pt2MsError(f"{path}: holds no tensors, neither at the top level nor one dict down "
+                         f"(keys: {_keys(loaded)}); is it a checkpoint of weights?")
     raise Pt2MsError(f"{path}: cannot tell which entry holds the weights (keys: {_keys(loaded)}); "
                      "name it with state_dict_key under [torch]")
 

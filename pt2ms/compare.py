@@ -15,21 +15,41 @@ import numpy as np
 
 EXACT = 1e-6
 TINY = 1e-12
+AGREEMENT = ("agree", "agree within float noise")
+# From best to worst: the verdict of several results is the worst of theirs.
+VERDICT_ORDER = ("agree", "agree within float noise", "not compared", "differ")
 
 
 def metrics(ms_value, torch_value):
-    """Error metrics between two arrays of one shape, as plain floats."""
+    """Error metrics between two arrays, as plain floats.
+
+    Arrays of different sizes cannot be compared value by value: "sizes_differ" marks them, and their
+    verdict is "differ". Arrays of one size but another shape ([2, 1] against [2]) are compared value by
+    value, yet "shapes_differ" still makes them "differ": code written for one model's output would
+    index or broadcast the other's differently, so the two are not interchangeable.
+    """
+    ms_shape, torch_shape = list(np.shape(ms_value)), list(np.shape(torch_value))
     a = np.asarray(ms_value, dtype=np.float64).reshape(-1)
     b = np.asarray(torch_value, dtype=np.float64).reshape(-1)
-    if a.shape != b.shape:
-        return {"shape_ms": list(np.shape(ms_value)), "shape_torch": list(np.shape(torch_value)), "compared": 0}
+    if a.size != b.size:
+        return {"compared": 0, "sizes_differ": True, "size_ms": int(a.size), "size_torch": int(b.size),
+                "shape_ms": ms_shape, "shape_torch": torch_shape}
+    result = _value_metrics(a, b)
+    if ms_shape != torch_shape:
+        result.update(shapes_differ=True, shape_ms=ms_shape, shape_torch=torch_shape)
+    return result
+
+
+def _value_metrics(a, b):
+    """Metrics of two flat arrays of one size."""
     if not a.size:
         return {"compared": 0}
     diff = np.abs(a - b)
     scale = float(np.max(np.abs(b)))
     norms = float(np.linalg.norm(a) * np.linalg.norm(b))
-    finite = bool(np.isfinite(a).all() and np.isfinite(b).all())
-    return {
+    finite_ms, finite_torch = np.isfinite(a), np.isfinite(b)
+    finite = bool(finite_ms.all() and finite_torch.all())
+    result = {
         "compared": int(a.size),
         "max_abs": float(diff.max()) if finite else float("inf"),
         "mean_abs": float(diff.mean()) if finite else float("inf"),
@@ -37,17 +57,31 @@ def metrics(ms_value, torch_value):
         "relative": float(diff.max() / max(scale, TINY)) if finite else float("inf"),
         "cosine": float(a @ b / norms) if norms > 0 and finite else (1.0 if not a.any() and not b.any() else 0.0),
     }
+    if not finite:
+        # The error figures above are then inf (null in verify.json); the counts say where the inf/NaN came from.
+        result.update(non_finite_ms=int(a.size - finite_ms.sum()), non_finite_torch=int(b.size - finite_torch.sum()))
+    return result
 
 
 def verdict(metric, tolerance):
     """'agree', 'agree within float noise', 'differ', or 'not compared'."""
+    if metric.get("sizes_differ") or metric.get("shapes_differ"):
+        return "differ"
     if not metric.get("compared"):
         return "not compared"
-    if metric["relative"] <= EXACT:
+    relative = metric.get("relative")
+    if relative is None:  # how verify.json writes an error that is not finite
+        return "differ"
+    if relative <= EXACT:  # a fixed threshold, independent of the tolerance
         return "agree"
-    if metric["relative"] <= tolerance:
+    if relative <= tolerance:
         return "agree within float noise"
-    return "differ"
+    return "differ"  # NaN too, as it fails both comparisons above
+
+
+def worst(verdicts):
+    """The worst of several verdicts (VERDICT_ORDER); None for none."""
+    return max(verdicts, key=VERDICT_ORDER.index, default=None)
 
 
 def flatten(value, label="output"):

@@ -236,9 +236,10 @@ def load_with_torch(path, trust_pickle):
 
 
 def _corrupt(path, error):
-    detail = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip().splitlines()
-    detail = f"{type(error).__name__}: {detail[-1].strip()}" if detail else type(error).__name__
-    return Pt2MsError(f"{path}: not a torch checkpoint, or it is truncated or corrupt ({detail})")
+    # torch's own messages run to paragraphs of advice about weights_only; one short line of cause is enough.
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(error)).splitlines() if line.strip()]
+    cause = "" if isinstance(error, pickle.UnpicklingError) or not lines else f": {lines[0][:100]}"
+    return Pt2MsError(f"{path}: not a torch checkpoint, or it is truncated or corrupt ({type(error).__name__}{cause})")
 
 
 def _refused_global(path, message):

@@ -1,6 +1,10 @@
-"""Stage 4's report: verify.json (machine-readable), verify.md (for a person) and verify_layers.png."""
+"""Stage 4's report: verify.json (machine-readable), verify.md (for a person) and verify_layers.png.
 
-import json
+verify.json is strict JSON: an error figure that is not finite (an inf or NaN in either model's values) is
+written as null, since JSON has no token for it; "non_finite_ms" / "non_finite_torch" then count those values.
+"""
+
+import math
 
 from .files import atomic_open, write_json, write_text
 
@@ -8,7 +12,7 @@ VERDICT_WORDS = {
     "agree": "the models agree (to float32 rounding)",
     "agree within float noise": "the models agree within float noise",
     "differ": "the models DIFFER",
-    "not compared": "NOT VERIFIED: nothing was compared",
+    "not compared": "NOT VERIFIED",
 }
 
 
@@ -20,10 +24,26 @@ def _fmt(value, digits=2):
     return str(value)
 
 
+def _headline(result):
+    words = VERDICT_WORDS[result["verdict"]]
+    if result["verdict"] != "not compared":
+        return words
+    # "Nothing was compared" only when no output was: a run that compared outputs but paired no layer did compare.
+    if "no output was compared" in result["reasons"]:
+        return f"{words}: nothing was compared"
+    return f"{words}: {'; '.join(result['reasons'])}"
+
+
+def _error_cell(metric):
+    """A table cell for a relative error; values of different sizes have none."""
+    return "sizes differ" if metric.get("sizes_differ") else _fmt(metric.get("relative"))
+
+
 def markdown(result):
     """The report a person reads: verdict first, then where the models part, then the tables."""
     lines = [f"# Verification: {result['name']}", "",
-             f"**Verdict: {VERDICT_WORDS[result['verdict']]}** (`agree` = {str(result['agree']).lower()}).", ""]
+             f"**Verdict: {_headline(result)}** (`agree` = {str(result['agree']).lower()}).", ""]
+    lines += [f"**Warning:** {warning}." for warning in result.get("warnings", [])]
     for reason in result["reasons"]:
         lines.append(f"- Not verified: {reason}.")
     lines += [f"Tolerance: the largest error relative to the largest PyTorch output value must be at most "
@@ -36,7 +56,11 @@ def markdown(result):
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for row in result["outputs"]:
         lines.append(f"| {row['batch']} | `{row['output']}` | {_fmt(row.get('max_abs'))} | {_fmt(row.get('scale'))} | "
-                     f"{_fmt(row.get('relative'))} | {_fmt(row.get('cosine'), 6) if 'cosine' in row else '-'} | {row['verdict']} |")
+                     f"{_error_cell(row)} | {_fmt(row.get('cosine'), 6) if 'cosine' in row else '-'} | {row['verdict']} |")
+    noted = [row for row in result["outputs"] if row.get("note")]
+    if noted:
+        lines += ["", "Notes on outputs:"]
+        lines += [f"- batch {row['batch']} `{row['output']}`: {row['note']}" for row in noted]
     if result["layers"]:
         lines += ["", f"## Layers ({result['layers_paired']} paired through the map, in PyTorch execution order)", "",
                   "Relative error of each layer's output in the full run; *isolated* is the MindSpore layer fed "
@@ -46,8 +70,8 @@ def markdown(result):
         for index, layer in enumerate(result["layers"]):
             isolated = layer.get("isolated", {})
             lines.append(f"| {index} | `{layer['torch']}` | `{layer['mindspore']}` | {layer['torch_type']} | "
-                         f"{_fmt(layer.get('relative'))} | {_fmt(layer.get('inputs', {}).get('relative'))} | "
-                         f"{_fmt(isolated.get('relative'))} | {layer['verdict']} |")
+                         f"{_error_cell(layer)} | {_error_cell(layer.get('inputs', {}))} | "
+                         f"{_error_cell(isolated)} | {layer['verdict']} |")
         boundary = [layer for layer in result["layers"] if layer.get("note")]
         if boundary:
             lines += ["", "Notes on layers:"] + [f"- `{layer['torch']}`: {layer['note']}" for layer in boundary]
@@ -80,10 +104,21 @@ def plot(result, path):
     plt.close(figure)
 
 
+def strict_json(value):
+    """`value` with every float that is not finite replaced by None, so json.dumps writes no Infinity/NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(inner) for key, inner in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(inner) for inner in value]
+    return value
+
+
 def write_reports(result, out_dir):
     """Write verify.json, verify.md and (when layers were compared) verify_layers.png; returns their paths."""
     paths = [out_dir / "verify.json", out_dir / "verify.md"]
-    write_json(paths[0], {key: value for key, value in result.items() if key != "files"})
+    write_json(paths[0], strict_json({key: value for key, value in result.items() if key != "files"}))
     write_text(paths[1], markdown(result))
     if any(layer.get("compared") for layer in result["layers"]):
         paths.append(out_dir / "verify_layers.png")

@@ -75,13 +75,15 @@ def float32_to_bfloat16(values):
     return out.reshape(values.shape)
 
 
-def count_nonfinite(array, dtype):
+def count_nonfinite(array, dtype, chunk=1 << 24):
     """How many NaN/Inf values a float tensor holds (0 for integer data); bfloat16 is checked on its bits."""
-    if dtype == "bfloat16":
-        return int(np.count_nonzero((array & 0x7F80) == 0x7F80))
-    if dtype in FLOAT_DTYPES:
-        return int(np.count_nonzero(~np.isfinite(array)))
-    return 0
+    if dtype not in FLOAT_DTYPES:
+        return 0
+    flat, bad = array.reshape(-1), 0
+    for start in range(0, flat.size, chunk):  # in pieces: the temporaries stay small beside a multi-GB tensor
+        piece = flat[start:start + chunk]
+        bad += int(np.count_nonzero((piece & 0x7F80) == 0x7F80 if dtype == "bfloat16" else ~np.isfinite(piece)))
+    return bad
 
 
 def as_float(array, dtype):

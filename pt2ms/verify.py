@@ -24,14 +24,18 @@ NUMPY_INPUT_DTYPES = {"float32": np.float32, "float16": np.float16, "float64": n
                       "int64": np.int64, "int32": np.int32, "bool": np.bool_}
 
 
-def make_inputs(specs, seed):
+def make_inputs(specs, seed, source="the config"):
     """Seeded inputs: normal(0, 1) floats, uniform integers in [low, high)."""
     rng = np.random.default_rng(seed)
     arrays = []
-    for spec in specs:
+    for index, spec in enumerate(specs):
         dtype = NUMPY_INPUT_DTYPES.get(spec.dtype)
         if dtype is None:
             raise Pt2MsError(f"input dtype {spec.dtype!r} is not supported (use one of {', '.join(NUMPY_INPUT_DTYPES)})")
+        if any(size < 1 for size in spec.shape):
+            # An input without values gives outputs without values: the run would verify nothing.
+            raise Pt2MsError(f"{source}: [verify] inputs: input {index} has shape {list(spec.shape)}; "
+                             "give every dimension a size of at least 1")
         if np.issubdtype(dtype, np.floating):
             arrays.append(rng.standard_normal(spec.shape).astype(dtype))
         else:
@@ -193,17 +197,32 @@ def run_models(model, net, torch_inputs, ms_inputs):
 
 
 def compare_outputs(torch_flat, ms_flat, tolerance):
-    """Per-output metrics; a different number or nesting of outputs is itself a finding."""
+    """Per-output metrics; a different number, nesting or shape of outputs is itself a difference."""
     results = []
     ms_by_label = dict(ms_flat)
     for label, torch_value in torch_flat:
         if label not in ms_by_label:
-            results.append({"output": label, "compared": 0, "verdict": "not compared",
+            results.append({"output": label, "compared": 0, "verdict": "differ",
                             "note": "MindSpore gives no output here"})
             continue
         metric = compare.metrics(ms_by_label[label], torch_value)
-        results.append({"output": label, **metric, "verdict": compare.verdict(metric, tolerance)})
+        results.append({"output": label, **metric, "verdict": compare.verdict(metric, tolerance),
+                        **_shape_note(metric)})
+    torch_labels = {label for label, _ in torch_flat}
+    # Code written for PyTorch's outputs would not expect an output more: report it rather than drop it.
+    results += [{"output": label, "compared": 0, "verdict": "differ", "note": "only MindSpore gives this output"}
+                for label, _ in ms_flat if label not in torch_labels]
     return results
+
+
+def _shape_note(metric):
+    """A note for an output whose shape differs between the two models."""
+    if metric.get("sizes_differ"):
+        return {"note": f"shapes differ: MindSpore {metric['shape_ms']}, PyTorch {metric['shape_torch']}"}
+    if metric.get("shapes_differ"):
+        return {"note": f"shapes differ: MindSpore {metric['shape_ms']}, PyTorch {metric['shape_torch']} "
+                        "(the errors compare the values in memory order)"}
+    return {}
 
 
 def _isolate(cell, record):
@@ -218,8 +237,28 @@ def _isolate(cell, record):
 
 
 def _layer_metric(ms_arrays, torch_arrays):
-    a, b = _joined(ms_arrays), _joined(torch_arrays)
-    return compare.metrics(a, b) if a.size == b.size else {"compared": 0, "note": f"sizes {a.size} vs {b.size}"}
+    """Metrics over all of a layer's arrays joined; arrays that changed size are a difference, not a skip."""
+    metric = compare.metrics(_joined(ms_arrays), _joined(torch_arrays))
+    if metric.get("sizes_differ"):
+        # The joined arrays' shapes say nothing; each array's shape shows where the sizes part.
+        metric["shape_ms"] = [list(np.shape(x)) for x in ms_arrays]
+        metric["shape_torch"] = [list(np.shape(x)) for x in torch_arrays]
+    return metric
+
+
+def _compared_layer(ms_record, torch_record, tolerance):
+    """A layer's output metrics, its inputs' metrics and its verdict; inputs that changed size make it differ."""
+    layer = _layer_metric(ms_record.output, torch_record.output)
+    layer["inputs"] = _layer_metric(ms_record.inputs, torch_record.inputs)
+    changed = {what: metric for what, metric in (("inputs", layer["inputs"]), ("outputs", layer))
+               if metric.get("sizes_differ")}
+    if changed:
+        layer["sizes_differ"] = True
+        shapes = [f"{what} MindSpore {metric['shape_ms']}, PyTorch {metric['shape_torch']}"
+                  for what, metric in changed.items()]
+        layer["note"] = "changed size: " + "; ".join(shapes)
+    layer["verdict"] = compare.verdict(layer, tolerance)
+    return layer
 
 
 def compare_layers(model, net, inputs, pairs, tolerance, isolate=True):
@@ -250,9 +289,7 @@ def compare_layers(model, net, inputs, pairs, tolerance, isolate=True):
                 layer.update(compared=0, verdict="not compared", note="the MindSpore cell never ran")
                 layers.append(layer)
                 continue
-            metric = _layer_metric(ms_record.output, torch_record.output)
-            layer.update(metric, verdict=compare.verdict(metric, tolerance))
-            layer["inputs"] = _layer_metric(ms_record.inputs, torch_record.inputs)
+            layer.update(_compared_layer(ms_record, torch_record, tolerance))
             if isolate:
                 alone = _isolate(cells[cell], torch_record)
                 layer["isolated"] = _layer_metric(alone, torch_record.output) if alone is not None else \
@@ -270,6 +307,8 @@ def compare_layers(model, net, inputs, pairs, tolerance, isolate=True):
 
 
 BOUNDARY = "boundary differs"
+# Inputs closer than this count as the same inputs when telling a layer's own error from an inherited one.
+INPUTS_TOLERANCE = 1e-4
 
 
 def _mark_boundaries(layers):
@@ -281,7 +320,7 @@ def _mark_boundaries(layers):
     for layer, following in zip(layers, layers[1:]):
         inputs = following.get("inputs", {})
         if layer["verdict"] == "differ" and inputs.get("compared") and \
-                compare.verdict(inputs, 1e-4) != "differ" and following["verdict"] != "differ":
+                compare.verdict(inputs, INPUTS_TOLERANCE) != "differ" and following["verdict"] != "differ":
             layer["verdict"] = BOUNDARY
             layer["note"] = ("output differs but the next layer's inputs agree: the two sides split the work "
                              "differently here (e.g. an activation fused into the layer)")
@@ -310,8 +349,37 @@ def _between(order, previous, layer, parameter_free):
     return [name for name in dict.fromkeys(order[start:order.index(layer["torch"])]) if name in parameter_free]
 
 
+def _error_words(metric):
+    """How far apart two sets of values are, in words: their sizes when those differ, else the error figures."""
+    if "size_ms" in metric:  # set by compare.metrics only for values of different sizes
+        return f"{metric['size_ms']} values where PyTorch has {metric['size_torch']}"
+    return f"relative error {metric['relative']:.2e}, cosine {metric['cosine']:.6f}"
+
+
+def _computes_differently(layer):
+    """Whether a differing layer is itself to blame rather than the inputs it was handed."""
+    inputs, isolated = layer["inputs"], layer.get("isolated", {})
+    if isolated.get("verdict") == "differ":
+        return True
+    if not inputs.get("compared") and not inputs.get("sizes_differ"):
+        return True  # no inputs to blame (the layer takes no arrays)
+    # Inputs that agree leave only the layer, unless fed PyTorch's own inputs it agreed (amplified rounding).
+    return compare.verdict(inputs, INPUTS_TOLERANCE) != "differ" and isolated.get("verdict") not in compare.AGREEMENT
+
+
+def _inputs_jump(layer, previous):
+    """Whether the layer's inputs differ far more than the last agreeing layer's output: a step, not a drift."""
+    inputs = layer["inputs"]
+    if previous is None or inputs.get("sizes_differ"):
+        return True
+    return inputs["relative"] > 10 * max(previous["relative"], compare.EXACT)
+
+
 def first_divergence(layers, order, parameter_free, outputs_differ):
-    """Where the models part, in words a person reads; None when nothing differs."""
+    """Where the models part, in words a person reads; None when nothing differs.
+
+    outputs_differ: whether any output differs; with every layer agreeing, only then is there anything to place.
+    """
     previous = None
     for layer in layers:
         if layer["verdict"] != "differ":
@@ -320,30 +388,26 @@ def first_divergence(layers, order, parameter_free, outputs_differ):
             continue
         name = f"{layer['torch']} (MindSpore {layer['mindspore']}, {layer['torch_type']})"
         found = {"torch": layer["torch"], "mindspore": layer["mindspore"], "after": previous and previous["torch"]}
-        inputs = layer["inputs"]
-        isolated = layer.get("isolated", {})
-        if isolated.get("verdict") == "differ" or not inputs.get("compared") or \
-                compare.verdict(inputs, 1e-4) != "differ" and "verdict" not in isolated:
-            relative = isolated.get("relative", layer["relative"])
-            cosine = isolated.get("cosine", layer["cosine"])
-            text = (f"The models part at {name}: fed the same inputs as PyTorch, its output differs (relative error "
-                    f"{relative:.2e}, cosine {cosine:.6f}). This layer computes something else: {_hint(layer)}.")
+        if _computes_differently(layer):
+            isolated = layer.get("isolated", {})
+            own = isolated if isolated.get("verdict") == "differ" else layer
+            text = (f"The models part at {name}: fed the same inputs as PyTorch, its output differs "
+                    f"({_error_words(own)}). This layer computes something else: {_hint(layer)}.")
             return {**found, "kind": "in layer", "text": text}
-        jump = previous is None or inputs["relative"] > 10 * max(previous["relative"], compare.EXACT)
-        if jump:
+        if _inputs_jump(layer, previous):
             between = _between(order, previous, layer, parameter_free)
             where = f"after {previous['torch']} agreed (relative error {previous['relative']:.2e})" if previous \
                 else "before the first paired layer"
             ops = ", ".join(between) if between else "operations written inline in forward()/construct()"
-            text = (f"The models part before {name}: its inputs already differ (relative error "
-                    f"{inputs['relative']:.2e}) {where}, and fed PyTorch's inputs the layer itself agrees. The "
-                    f"difference arises in the parameter-free operations in between: {ops}. Compare their padding, "
-                    "pooling mode, activation and reshapes.")
+            text = (f"The models part before {name}: its inputs already differ ({_error_words(layer['inputs'])}) "
+                    f"{where}, and fed PyTorch's inputs the layer itself agrees. The difference arises in the "
+                    f"parameter-free operations in between: {ops}. Compare their padding, pooling mode, activation "
+                    "and reshapes.")
             return {**found, "kind": "between layers", "between": between, "text": text}
         worst = max((l.get("isolated", {}).get("relative", 0.0) for l in layers if l.get("isolated", {}).get("compared")),
                     default=0.0)
         text = (f"No single place computes differently: errors grow gradually and first leave tolerance at {name} "
-                f"(relative error {layer['relative']:.2e}), while every layer fed PyTorch's inputs agrees (largest "
+                f"({_error_words(layer)}), while every layer fed PyTorch's inputs agrees (largest "
                 f"isolated error {worst:.2e}). This is float32 rounding accumulated over depth; a looser "
                 "tolerance is justified for this model, or look for numerically sensitive operations.")
         return {**found, "kind": "accumulated", "text": text}
@@ -354,6 +418,7 @@ def first_divergence(layers, order, parameter_free, outputs_differ):
                         "in operations that own no parameters (pooling, activation, reshape, the output head's "
                         "post-processing)."}
     return None
+
 
 # --- inputs: seeded, or a user's dataset -----------------------------------------------------------------
 
@@ -388,9 +453,61 @@ def dataset_batches(config):
     return batches
 
 
-def _worst(results):
-    compared = [r for r in results if r.get("compared")]
-    return max(compared, key=lambda r: r["relative"]) if compared else None
+def stale_checkpoint_warnings(map_path, ckpt_path):
+    """A warning when the map was edited after stage 3 wrote the checkpoint, which then holds an older map."""
+    try:
+        stale = map_path.stat().st_mtime_ns > ckpt_path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return []  # a missing checkpoint is load_ms's to report
+    if not stale:
+        return []
+    return [f"map changed after the checkpoint was written: rerun 3_pth2ckpt.py ({map_path} is newer than {ckpt_path})"]
+
+
+def _input_batches(config):
+    """[(torch inputs, MindSpore inputs)]: the user's dataset, or one seeded batch fed to both."""
+    if config.verify.dataset:
+        return dataset_batches(config)
+    if not config.verify.inputs:
+        raise Pt2MsError(f"{config.source}: [verify] needs inputs (shapes) or a dataset")
+    arrays = make_inputs(config.verify.inputs, config.verify.seed, config.source)
+    return [(arrays, arrays)]
+
+
+def _reasons(outputs, layers_wanted, layers_paired):
+    """Why the run verifies nothing, however well what it did compare agrees."""
+    reasons = []
+    if all(row["verdict"] == "not compared" for row in outputs):
+        reasons.append("no output was compared")
+    if layers_wanted and not layers_paired:
+        reasons.append("no layer could be paired through the map")
+    return reasons
+
+
+def overall_verdict(outputs, reasons):
+    """One output that differs makes the models differ, whatever else could not be compared; else any
+    reason makes the run "not compared"; else the worst verdict of the outputs that were compared."""
+    verdicts = {row["verdict"] for row in outputs}
+    if "differ" in verdicts:
+        return "differ"
+    if reasons:
+        return "not compared"
+    return compare.worst(verdicts & set(compare.AGREEMENT))
+
+
+def summarise(outputs, layers, order, parameter_free, layers_wanted, layers_paired):
+    """The verdict, why nothing was verified if so, and where the models part."""
+    reasons = _reasons(outputs, layers_wanted, layers_paired)
+    verdict = overall_verdict(outputs, reasons)
+    outputs_differ = any(row["verdict"] == "differ" for row in outputs)
+    divergence = first_divergence(layers, order, parameter_free, outputs_differ)
+    return {
+        "agree": verdict in compare.AGREEMENT,
+        "verdict": verdict,
+        "reasons": reasons,
+        "first_divergence": divergence["text"] if divergence else None,
+        "first_divergence_detail": divergence,
+    }
 
 
 def verify(config):
@@ -402,15 +519,10 @@ def verify(config):
     ms_rows = read_inventory(config.output_dir / "ms_params.csv")
     if not config.mindspore.model:
         raise Pt2MsError(f"{config.source}: stage 4 needs [mindspore] model (a factory), not only a template")
+    warnings = stale_checkpoint_warnings(config.map_path, ckpt_path)
+    batches = _input_batches(config)  # before loading: a bad [verify] section fails fast
     model = load_torch(config)
     net, load_notes = load_ms(config, ckpt_path, map_data)
-    if config.verify.dataset:
-        batches = dataset_batches(config)
-    else:
-        if not config.verify.inputs:
-            raise Pt2MsError(f"{config.source}: [verify] needs inputs (shapes) or a dataset")
-        arrays = make_inputs(config.verify.inputs, config.verify.seed)
-        batches = [(arrays, arrays)]
     tolerance = config.verify.tolerance
     outputs = []
     for index, (torch_inputs, ms_inputs) in enumerate(tqdm(batches, desc="batches", unit="batch", leave=False)):
@@ -425,21 +537,10 @@ def verify(config):
         if first_torch is not first_ms and not all(np.array_equal(a, b) for a, b in zip(first_torch, first_ms)):
             load_notes.append("the two data pipelines gave different first batches; layer inputs will differ")
         layers, order, parameter_free = compare_layers(model, net, first_torch, pairs, tolerance)
-    worst = _worst(outputs)
-    outputs_ok = bool(outputs) and all(r["verdict"] in ("agree", "agree within float noise") for r in outputs)
-    reasons = []
-    if not worst:
-        reasons.append("no output was compared")
-    if config.verify.layers and not pairs:
-        reasons.append("no layer could be paired through the map")
-    agree = outputs_ok and not reasons
-    divergence = first_divergence(layers, order, parameter_free, not outputs_ok) if not agree or any(
-        layer["verdict"] == "differ" for layer in layers) else None
     result = {
         "name": config.name,
-        "agree": agree,
-        "verdict": (compare.verdict(worst, tolerance) if worst else "not compared") if not reasons else "not compared",
-        "reasons": reasons,
+        **summarise(outputs, layers, order, parameter_free, config.verify.layers, len(pairs)),
+        "warnings": warnings,
         "tolerance": tolerance,
         "exact_threshold": compare.EXACT,
         "torch_checkpoint": str(config.torch.checkpoint),
@@ -449,8 +550,6 @@ def verify(config):
         "outputs": outputs,
         "layers": layers,
         "layers_paired": len(pairs),
-        "first_divergence": divergence["text"] if divergence else None,
-        "first_divergence_detail": divergence,
         "load_notes": load_notes,
     }
     result["files"] = [str(path) for path in write_reports(result, config.output_dir)]

@@ -138,18 +138,24 @@ class TorchDictNet(nn.Module):
 
 
 class MsDictNet(msnn.Cell):
-    def __init__(self, hidden_offset=0.0, drop_sum=False):
+    def __init__(self, hidden_offset=0.0, drop_sum=False, keep_dims=False, extra=False):
         super().__init__()
         self.body = msnn.Dense(4, 5)
         self.head = msnn.Dense(5, 3)
         self.hidden_offset = hidden_offset
         self.drop_sum = drop_sum
+        self.keep_dims = keep_dims
+        self.extra = extra
 
     def construct(self, x):
         hidden = ops.relu(self.body(x))
         if self.drop_sum:  # the bug: an output PyTorch gives is missing
             return {"logits": self.head(hidden), "hidden": hidden}
-        return {"logits": self.head(hidden), "hidden": (hidden, hidden.sum(axis=1) + self.hidden_offset)}
+        # the bugs: the sum keeps its summed axis ([N, 1] where PyTorch gives [N]), or is offset
+        summed = hidden.sum(axis=1, keepdims=self.keep_dims) + self.hidden_offset
+        if self.extra:  # the bug: an output PyTorch does not give
+            return {"logits": self.head(hidden), "hidden": (hidden, summed), "extra": hidden}
+        return {"logits": self.head(hidden), "hidden": (hidden, summed)}
 
 
 def torch_dict_net():
@@ -157,9 +163,10 @@ def torch_dict_net():
     return TorchDictNet()
 
 
-def ms_dict_net(hidden_offset=0.0, drop_sum=False):
-    """MindSpore port of torch_dict_net; hidden_offset breaks output['hidden'][1], drop_sum leaves it out."""
-    return MsDictNet(hidden_offset, drop_sum)
+def ms_dict_net(hidden_offset=0.0, drop_sum=False, keep_dims=False, extra=False):
+    """MindSpore port of torch_dict_net; hidden_offset breaks output['hidden'][1], drop_sum leaves it out,
+    keep_dims gives it shape [N, 1], extra adds an output PyTorch lacks."""
+    return MsDictNet(hidden_offset, drop_sum, keep_dims, extra)
 
 
 # --- a MindSpore port whose cells cannot be paired with PyTorch's modules -------------------------------
@@ -193,6 +200,36 @@ def torch_linear_net():
 def ms_bare_net():
     """A correct port of torch_linear_net with no layer cells (weight and bias on the root)."""
     return MsBareNet()
+
+
+# --- a pair whose output holds no value, whatever the input --------------------------------------------
+
+class TorchNoRowsNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x)[:0]
+
+
+class MsNoRowsNet(msnn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.fc = msnn.Dense(4, 3)
+
+    def construct(self, x):
+        return self.fc(x)[:0]
+
+
+def torch_no_rows_net():
+    """nn.Linear(4, 3) whose output keeps no row of the batch: shape [0, 3]."""
+    return TorchNoRowsNet()
+
+
+def ms_no_rows_net():
+    """A correct port of torch_no_rows_net: its layer agrees, its output holds no value to compare."""
+    return MsNoRowsNet()
 
 
 # --- a user's map-style dataset -------------------------------------------------------------------------

@@ -246,7 +246,7 @@ def test_empty_state_dict(project):
 
 def test_dict_without_tensors(project):
     torch.save({"epoch": 3, "note": "weights were never saved"}, project.parent / "weights.pth")
-    assert_refused(project, "1_show.py", names="weights.pth", says=["epoch"])
+    assert_refused(project, "1_show.py", names="weights.pth", says=["holds no tensors", "epoch"])
 
 
 # --- configs ----------------------------------------------------------------------------------------------

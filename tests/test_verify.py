@@ -6,6 +6,7 @@ taken through stages 1 to 3 and then verified through 4_verify.py's main(). The 
 """
 
 import json
+import os
 import textwrap
 from collections import Counter
 from types import SimpleNamespace
@@ -15,7 +16,8 @@ import pytest
 
 from pt2ms import compare
 from pt2ms.config import InputSpec
-from pt2ms.verify import make_inputs
+from pt2ms.errors import Pt2MsError
+from pt2ms.verify import make_inputs, overall_verdict
 from tests import broken_models
 from tests.conftest import run_script, write_config
 from tests.tiny_models import randomized_state_dict
@@ -119,7 +121,22 @@ def test_shape_changing_pooling_padding_parts_before_the_next_layer(tmp_path):
     assert "features.3" in detail["between"]
     # Layers whose inputs differ in shape are divergence, not "not compared": the models part before features.4.
     assert (detail["kind"], detail["after"], detail["torch"]) == ("between layers", "features.1", "features.4")
-    assert layer(run.report, "features.4")["verdict"] == "differ"
+    conv = layer(run.report, "features.4")
+    assert conv["verdict"] == "differ" and conv["sizes_differ"] is True and conv["inputs"]["sizes_differ"] is True
+    assert conv["inputs"]["shape_ms"] == [[2, 4, 3, 3]] and conv["inputs"]["shape_torch"] == [[2, 4, 4, 4]]
+    assert "its inputs already differ (72 values where PyTorch has 128)" in run.report["first_divergence"]
+    assert "| sizes differ |" in run.markdown
+    assert_reported(run)
+
+
+def test_values_of_another_size_or_shape_differ():
+    """Different sizes cannot be compared value by value, and are a difference; so is [2, 1] against [2]."""
+    assert compare.verdict(compare.metrics(np.zeros(3), np.zeros(4)), 1e-4) == "differ"
+    same_values = compare.metrics(np.ones((2, 1)), np.ones(2))
+    assert same_values["compared"] == 2 and same_values["relative"] == 0.0 and same_values["shapes_differ"]
+    assert compare.verdict(same_values, 1e-4) == "differ"
+    # Two empty arrays of one shape are not a difference, only nothing to compare.
+    assert compare.verdict(compare.metrics(np.zeros((0, 3)), np.zeros((0, 3))), 1e-4) == "not compared"
 
 
 def test_normalisation_epsilon_parts_in_that_layer(epsilon_run):
@@ -159,6 +176,9 @@ def test_unpairable_cells_are_not_verified_even_when_outputs_agree(tmp_path):
     assert run.report["layers_paired"] == 0
     assert run.report["reasons"] == ["no layer could be paired through the map"]
     assert "NOT VERIFIED" in run.markdown and "no layer could be paired through the map" in run.markdown
+    # The outputs were compared: the headline names what is missing, not "nothing was compared".
+    assert "**Verdict: NOT VERIFIED: no layer could be paired through the map**" in run.markdown
+    assert "nothing was compared" not in run.markdown
     assert "not verified: no layer could be paired" in run.stdout
     # Asking for outputs only, the same pair is verified.
     config.write_text(config.read_text().replace("[verify]\n", "[verify]\nlayers = false\n"))
@@ -186,22 +206,42 @@ def test_all_null_map_is_not_agreement(tmp_path):
 
 
 @pytest.fixture
-def empty_input_run(tmp_path):
-    """A zero-size input batch: both models run, and no value is compared."""
-    config = make_project(tmp_path, "torch_linear_net", "ms_bare_net", verify="inputs = [[0, 4]]\nlayers = false")
-    return run_verify(config)
+def empty_output_run(tmp_path):
+    """A model whose output holds no value ([0, 3]): both models run, their layer agrees, no output is compared."""
+    return run_verify(make_project(tmp_path, "torch_no_rows_net", "ms_no_rows_net", verify="inputs = [[2, 4]]"))
 
 
-def test_empty_input_is_not_agreement(empty_input_run):
-    report = empty_input_run.report
-    assert empty_input_run.code != 0 and report["agree"] is False
+def test_empty_output_is_not_agreement(empty_output_run):
+    report = empty_output_run.report
+    assert empty_output_run.code == 1 and report["agree"] is False
     assert report["verdict"] == "not compared" and report["reasons"] == ["no output was compared"]
-    assert "NOT VERIFIED: nothing was compared" in empty_input_run.markdown
+    assert "**Verdict: NOT VERIFIED: nothing was compared**" in empty_output_run.markdown
+    assert layer(report, "fc")["verdict"] == "agree"
 
 
-def test_empty_input_is_not_reported_as_a_difference(empty_input_run):
-    # Nothing was compared, so nothing can be said to differ.
-    assert "outputs differ" not in (empty_input_run.report["first_divergence"] or "")
+def test_empty_output_is_not_reported_as_a_difference(empty_output_run):
+    # Nothing was compared and every layer agrees, so nothing can be said to differ.
+    assert empty_output_run.report["first_divergence"] is None
+    assert "outputs differ" not in empty_output_run.stdout
+    assert "## Where the models part" not in empty_output_run.markdown
+
+
+def test_zero_size_input_is_refused(tmp_path):
+    with pytest.raises(Pt2MsError, match=r"\[verify\] inputs: input 1 has shape \[0, 4\]"):
+        make_inputs([InputSpec(shape=[2, 4]), InputSpec(shape=[0, 4])], seed=0)
+    config = make_project(tmp_path, "torch_linear_net", "ms_bare_net", verify="inputs = [[0, 4]]")
+    code, _, stderr = run_script("4_verify.py", "--config", str(config))
+    assert code == 2 and stderr.startswith(f"error: {config}: [verify] inputs: ") and stderr.count("\n") == 1
+    assert not (tmp_path / "outputs" / "tiny" / "verify.json").exists()
+
+
+def test_a_difference_outweighs_what_could_not_be_compared():
+    unpaired = ["no layer could be paired through the map"]
+    assert overall_verdict([{"verdict": "agree"}, {"verdict": "differ"}], unpaired) == "differ"
+    assert overall_verdict([{"verdict": "agree"}], unpaired) == "not compared"
+    # Otherwise the worst of the outputs compared; an empty output beside them does not hide their agreement.
+    outputs = [{"verdict": "agree"}, {"verdict": "agree within float noise"}, {"verdict": "not compared"}]
+    assert overall_verdict(outputs, []) == "agree within float noise"
 
 
 def test_a_missing_output_is_not_reported_as_agreement(tmp_path):
@@ -212,6 +252,59 @@ def test_a_missing_output_is_not_reported_as_agreement(tmp_path):
     # The headline must not call a port that lacks an output "agree".
     assert run.report["verdict"] not in ("agree", "agree within float noise")
     assert "**Verdict: the models agree" not in run.markdown
+    # A missing output is a difference, and the output MindSpore gives instead is reported too.
+    assert run.report["verdict"] == "differ" and labelled(run.report)["output['hidden'][1]"] == "differ"
+    assert "`output['hidden'][1]`: MindSpore gives no output here" in run.markdown
+    assert "`output['hidden']`: only MindSpore gives this output" in run.markdown
+
+
+def test_an_extra_mindspore_output_is_reported(tmp_path):
+    run = run_verify(make_project(tmp_path, "torch_dict_net", "ms_dict_net", ms_kwargs="{ extra = true }",
+                                  verify="inputs = [[2, 4]]"))
+    assert labelled(run.report) == {"output['logits']": "agree", "output['hidden'][0]": "agree",
+                                    "output['hidden'][1]": "agree", "output['extra']": "differ"}
+    assert run.code == 1 and run.report["verdict"] == "differ"
+    assert "`output['extra']`: only MindSpore gives this output" in run.markdown
+
+
+def test_an_output_of_another_shape_differs(tmp_path):
+    """[2, 1] where PyTorch gives [2]: the same values, yet code indexing the output would break."""
+    run = run_verify(make_project(tmp_path, "torch_dict_net", "ms_dict_net", ms_kwargs="{ keep_dims = true }",
+                                  verify="inputs = [[2, 4]]"))
+    row = next(row for row in run.report["outputs"] if row["output"] == "output['hidden'][1]")
+    assert row["verdict"] == "differ" and row["shapes_differ"] is True
+    assert (row["shape_ms"], row["shape_torch"]) == ([2, 1], [2]) and row["relative"] <= compare.EXACT
+    assert run.code == 1 and run.report["verdict"] == "differ"
+    assert "shapes differ: MindSpore [2, 1], PyTorch [2]" in run.markdown
+
+
+def test_non_finite_errors_are_written_as_strict_json(tmp_path):
+    run = run_verify(make_project(tmp_path, "torch_dict_net", "ms_dict_net", ms_kwargs="{ hidden_offset = nan }",
+                                  verify="inputs = [[2, 4]]"))
+
+    def refuse(token):
+        raise ValueError(f"verify.json holds {token}, which is not JSON")
+
+    report = json.loads((tmp_path / "outputs" / "tiny" / "verify.json").read_text(), parse_constant=refuse)
+    row = next(row for row in report["outputs"] if row["output"] == "output['hidden'][1]")
+    assert row["verdict"] == "differ" and row["relative"] is None and row["max_abs"] is None
+    assert (row["non_finite_ms"], row["non_finite_torch"]) == (2, 0)
+    assert run.code == 1 and report["verdict"] == "differ"
+
+
+def test_a_map_edited_after_the_checkpoint_is_flagged_not_refused(tmp_path):
+    config = make_project(tmp_path)
+    ckpt, map_path = tmp_path / "outputs" / "tiny" / "tiny.ckpt", tmp_path / "maps" / "tiny.json"
+    earlier = map_path.stat().st_mtime_ns - 60 * 10**9
+    os.utime(ckpt, ns=(earlier, earlier))  # as if the map had been edited a minute after stage 3
+    run = run_verify(config)
+    warning = "map changed after the checkpoint was written: rerun 3_pth2ckpt.py"
+    assert run.code == 0 and run.report["agree"] is True
+    assert warning in run.report["warnings"][0] and f"warning: {warning}" in run.stdout
+    assert f"**Warning:** {warning}" in run.markdown
+    # Converting again clears it.
+    assert run_script("3_pth2ckpt.py", "--config", str(config))[0] == 0
+    assert run_verify(config).report["warnings"] == []
 
 
 # --- 6: integer inputs, several inputs, nested outputs --------------------------------------------------
@@ -329,5 +422,6 @@ def test_correct_port_agrees_to_float32_rounding(tmp_path):
     assert run.report["outputs"][0]["relative"] <= compare.EXACT
     assert run.code == 0 and run.report["agree"] is True and run.report["verdict"] == "agree"
     assert run.report["layers_paired"] == 6 and run.report["first_divergence"] is None
+    assert run.report["warnings"] == []
     assert "**Verdict: the models agree (to float32 rounding)**" in run.markdown
     assert "## Where the models part" not in run.markdown

@@ -1,7 +1,7 @@
 """Stage 4: run both models on the same inputs and report, layer by layer, whether they agree."""
 
 from pt2ms import cli
-from pt2ms.verify import verify
+from pt2ms.verify import BOUNDARY, verify
 
 
 def stage(args):
@@ -16,10 +16,15 @@ def stage(args):
     worst = max((row for row in result["outputs"] if row.get("compared")), key=lambda r: r["relative"], default=None)
     figures = f"worst relative error {worst['relative']:.2e} (max abs {worst['max_abs']:.2e}, cosine {worst['cosine']:.6f})" \
         if worst else "nothing compared"
-    differ = sum(layer["verdict"] == "differ" for layer in result["layers"])
-    alone = sum(layer.get("isolated", {}).get("verdict") == "differ" for layer in result["layers"])
+    layers = result["layers"]
+    differ = sum(layer["verdict"] == "differ" for layer in layers)
+    boundary = sum(layer["verdict"] == BOUNDARY for layer in layers)
+    # A boundary layer differs on its own by construction (the other port fused the next operation in).
+    alone = sum(layer.get("isolated", {}).get("verdict") == "differ" and layer["verdict"] != BOUNDARY
+                for layer in layers)
     print(f"{result['verdict']}: {figures}; {result['layers_paired']} layers paired, {differ} differ in the full "
-          f"run, {alone} on their own (isolated); tolerance {result['tolerance']:g}")
+          f"run, {alone} on their own (isolated), {boundary} where the ports split the work differently; "
+          f"tolerance {result['tolerance']:g}")
     for reason in result["reasons"]:
         print(f"  not verified: {reason}")
     if result["first_divergence"]:

@@ -191,7 +191,8 @@ def _produce(torch_rows, chosen, ms_tensors, stats):
     rebuilder = _Rebuilder(ms_tensors, dry=False)
     stats["disagree"] = rebuilder.disagree  # the writer's zip may never resume us after the last tensor
     waiting = {}  # the other sources of a cat root already rebuilt, until their turn comes
-    for row in tqdm([row for row in torch_rows if row.name in chosen], desc="reversing", unit="tensor", leave=False, disable=None):
+    rows = [row for row in torch_rows if row.name in chosen]
+    for row in tqdm(rows, desc="reversing", unit="tensor", leave=False, disable=None):
         root, _ = chosen[row.name]
         if row.name not in waiting:
             array, _ = rebuilder.rebuild(root.routes, 0, root.shape)

@@ -280,7 +280,7 @@ def compare_layers(model, net, inputs, pairs, tolerance, isolate=True):
         by_owner = {owner: cell for cell, owner in pairs}
         executed = [name for name in dict.fromkeys(torch_rec.order) if name in by_owner]
         layers = []
-        for owner in tqdm(executed, desc="layers", unit="layer", leave=False):
+        for owner in tqdm(executed, desc="layers", unit="layer", leave=False, disable=None):
             cell = by_owner[owner]
             torch_record, ms_record = torch_rec.records[owner], ms_rec.records.get(cell)
             layer = {"torch": owner, "mindspore": cell, "torch_type": type(modules[owner]).__name__,
@@ -525,7 +525,7 @@ def verify(config):
     net, load_notes = load_ms(config, ckpt_path, map_data)
     tolerance = config.verify.tolerance
     outputs = []
-    for index, (torch_inputs, ms_inputs) in enumerate(tqdm(batches, desc="batches", unit="batch", leave=False)):
+    for index, (torch_inputs, ms_inputs) in enumerate(tqdm(batches, desc="batches", unit="batch", leave=False, disable=None)):
         torch_flat, ms_flat = run_models(model, net, torch_inputs, ms_inputs)
         for item in compare_outputs(torch_flat, ms_flat, tolerance):
             outputs.append({"batch": index, **item})

@@ -232,6 +232,36 @@ def ms_no_rows_net():
     return MsNoRowsNet()
 
 
+# --- a pair that splits the work differently: MindSpore fuses the activation into the Dense ------------
+
+class TorchMlpNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.up, self.act, self.down = nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.down(self.act(self.up(x)))
+
+
+class MsFusedMlpNet(msnn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.up, self.down = msnn.Dense(4, 8, activation="relu"), msnn.Dense(8, 3)
+
+    def construct(self, x):
+        return self.down(self.up(x))
+
+
+def torch_mlp_net():
+    """Linear, ReLU, Linear as three modules."""
+    return TorchMlpNet()
+
+
+def ms_fused_mlp_net():
+    """A correct port of torch_mlp_net whose first Dense applies the ReLU itself."""
+    return MsFusedMlpNet()
+
+
 # --- a user's map-style dataset -------------------------------------------------------------------------
 
 class MyDataset:

@@ -307,6 +307,15 @@ def test_a_map_edited_after_the_checkpoint_is_flagged_not_refused(tmp_path):
     assert run_verify(config).report["warnings"] == []
 
 
+def test_an_activation_fused_into_the_layer_is_a_boundary_not_a_difference(tmp_path):
+    run = run_verify(make_project(tmp_path, "torch_mlp_net", "ms_fused_mlp_net", verify="inputs = [[2, 4]]"))
+    assert run.code == 0 and run.report["agree"] is True
+    up = layer(run.report, "up")
+    assert up["verdict"] == "boundary differs" and up["isolated"]["verdict"] == "differ"
+    assert layer(run.report, "down")["verdict"] in ("agree", "agree within float noise")
+    assert "0 differ in the full run, 0 on their own (isolated), 1 where the ports split the work" in run.stdout
+
+
 # --- 6: integer inputs, several inputs, nested outputs --------------------------------------------------
 
 def test_integer_inputs_stay_in_their_range():

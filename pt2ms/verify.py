@@ -81,7 +81,7 @@ def load_ms(config, ckpt_path, map_data):
 
     net = build_ms_model(config)
     try:
-        params = ms.load_checkpoint(str(ckpt_path))
+        params = ms.load_checkpoint(str(ckpt_path), format=ckpt_path.suffix.lstrip("."))
     except Exception as error:
         raise Pt2MsError(f"{ckpt_path}: MindSpore cannot load it ({str(error).splitlines()[0]}); run stage 3 first") from None
     names = {parameter.name for parameter in net.get_parameters()}
@@ -453,6 +453,15 @@ def dataset_batches(config):
     return batches
 
 
+def converted_checkpoint(config):
+    """Stage 3's output: <name>.ckpt or <name>.safetensors, the newer where both exist."""
+    found = [path for path in (config.output_dir / f"{config.name}.{suffix}" for suffix in ("ckpt", "safetensors"))
+             if path.is_file()]
+    if not found:
+        raise Pt2MsError(f"{config.output_dir}: no {config.name}.ckpt or {config.name}.safetensors; run stage 3 first")
+    return max(found, key=lambda path: path.stat().st_mtime_ns)
+
+
 def stale_checkpoint_warnings(map_path, ckpt_path):
     """A warning when the map was edited after stage 3 wrote the checkpoint, which then holds an older map."""
     try:
@@ -514,7 +523,7 @@ def verify(config):
     """Stage 4: compare the two models; writes verify.md/json/png and returns the result dict."""
     from .report import write_reports
 
-    ckpt_path = config.output_dir / f"{config.name}.ckpt"
+    ckpt_path = converted_checkpoint(config)
     map_data = read_map(config.map_path)
     ms_rows = read_inventory(config.output_dir / "ms_params.csv")
     if not config.mindspore.model:

@@ -93,3 +93,19 @@ def test_verify_fails_with_exit_1_when_models_differ(mapped_project):
     assert code == 1 and report["agree"] is False
     assert report["first_divergence_detail"]["torch"] == "norm"
     assert "epsilon" in report["first_divergence"]
+
+
+def test_safetensors_output_loads_in_mindspore_and_is_verified(mapped_project):
+    import mindspore as ms
+    import torch
+
+    code, stdout, stderr = run_script("3_pth2ckpt.py", "--config", str(mapped_project), "--format", "safetensors")
+    assert code == 0, stderr
+    path = mapped_project.parent / "outputs" / "tiny" / "tiny.safetensors"
+    loaded = ms.load_checkpoint(str(path), format="safetensors")
+    source = torch.load(mapped_project.parent / "weights.pth", weights_only=True)
+    assert (loaded["features.1.moving_variance"].asnumpy() == source["features.1.running_var"].numpy()).all()
+    assert (loaded["classifier.weight"].asnumpy() == source["fc.weight"].numpy()).all()
+    code, _, stderr = run_script("4_verify.py", "--config", str(mapped_project))
+    report = json.loads((mapped_project.parent / "outputs" / "tiny" / "verify.json").read_text())
+    assert code == 0 and report["agree"] is True and report["mindspore_checkpoint"] == str(path), stderr

@@ -87,16 +87,23 @@ def plot(result, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    layers = [layer for layer in result["layers"] if layer.get("compared")]
+    floor = 1e-12  # exact agreement would vanish from a log scale
+
+    def points(metric_of):
+        # x is the layer's row number in verify.md's table; a layer without a finite figure leaves a gap.
+        found = [(index, metric_of(layer).get("relative")) for index, layer in enumerate(result["layers"])
+                 if metric_of(layer).get("compared")]
+        found = [(index, value) for index, value in found if value is not None and math.isfinite(value)]
+        return [index for index, _ in found], [max(value, floor) for _, value in found]
+
     figure, axes = plt.subplots(figsize=(10, 4))
-    floor = 1e-12
-    axes.semilogy([max(layer["relative"], floor) for layer in layers], marker=".", label="in the full run")
-    isolated = [max(layer.get("isolated", {}).get("relative", floor) or floor, floor) for layer in layers]
-    axes.semilogy(isolated, marker="x", linestyle=":", label="isolated (own error)")
+    axes.semilogy(*points(lambda layer: layer), marker=".", label="in the full run")
+    axes.semilogy(*points(lambda layer: layer.get("isolated", {})), marker="x", linestyle=":",
+                  label="isolated (own error)")
     axes.axhline(result["tolerance"], color="red", linewidth=1, label=f"tolerance {result['tolerance']:g}")
-    axes.set_xlabel("paired layer, in PyTorch execution order")
+    axes.set_xlabel("paired layer (# in verify.md), in PyTorch execution order")
     axes.set_ylabel("max abs error / output scale")
-    axes.set_title(f"{result['name']}: per-layer error ({'agree' if result['agree'] else 'differ'})")
+    axes.set_title(f"{result['name']}: per-layer error ({result['verdict']})")
     axes.legend(loc="upper left")
     figure.tight_layout()
     with atomic_open(path, "wb") as handle:

@@ -15,7 +15,7 @@ Anything still unpaired is left null (kept at its initial value) and reported.
 import difflib
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -206,12 +206,32 @@ def rank_numbers(paths):
 
 
 def name_similarity(a, b):
-    """0..1: shared word tokens (Jaccard) and agreeing numbers (container indices)."""
+    """0..1: shared word tokens (abbreviations count: proj ~ projection) and agreeing numbers (container indices)."""
     words_a, numbers_a = tokens(a)
     words_b, numbers_b = tokens(b)
-    union = words_a | words_b
-    words = len(words_a & words_b) / len(union) if union else 1.0
-    return 0.6 * words + 0.4 * _number_similarity(numbers_a, numbers_b)
+    return 0.6 * _word_similarity(words_a, words_b) + 0.4 * _number_similarity(numbers_a, numbers_b)
+
+
+@functools.lru_cache(maxsize=None)
+def _word_similarity(words_a, words_b):
+    """Dice coefficient of two word sets, where a word also matches its abbreviation."""
+    if not words_a and not words_b:
+        return 1.0
+    matched_a = sum(any(_same_word(word, other) for other in words_b) for word in words_a)
+    matched_b = sum(any(_same_word(word, other) for other in words_a) for word in words_b)
+    return (matched_a + matched_b) / (len(words_a) + len(words_b))
+
+
+@functools.lru_cache(maxsize=None)
+def _same_word(a, b):
+    """Equal, or the shorter (3+ letters) abbreviates the longer: proj/projection, attn/attention, emb/embed."""
+    short, long = sorted((a, b), key=len)
+    if short == long:
+        return True
+    if len(short) < 3 or short[0] != long[0]:
+        return False
+    letters = iter(long)
+    return all(letter in letters for letter in short)  # a subsequence of the longer word
 
 
 @functools.lru_cache(maxsize=None)
@@ -255,6 +275,7 @@ class Layer:
     layer_type: str
     position: float
     ranked: str = ""              # path with container indices replaced by sibling ranks
+    piece: tuple = ()             # (fused layer, index, count, split dims) for a piece of a fused layer
 
     def signature(self, loose=False):
         return tuple(sorted(flat_shape(row.shape) if loose else tuple(row.shape) for row in self.rows))
@@ -305,6 +326,8 @@ def _assign_layers(ms_layers, torch_layers, loose):
         by_signature.setdefault(torch_layer.signature(loose), []).append(j)
     for i, ms_layer in enumerate(ms_layers):
         for j in by_signature.get(ms_layer.signature(loose), ()):  # only layers of one signature compete
+            if ms_layer.piece and torch_layers[j].piece:
+                continue  # two fused layers pair whole or not at all
             scores[i, j], similarity[i, j] = _pair_score(ms_layer, torch_layers[j])
     allowed = np.isfinite(scores)
     if not allowed.any():
@@ -345,10 +368,12 @@ def _pair_tensors(ms_layer, torch_layer, loose):
 
 
 def _structural(ms, torch, matches, used, loose):
-    ms_names = {row.name for row in ms.rows if row.name not in matches}
-    torch_names = {row.name for row in torch.rows if row.name not in used}
-    for ms_layer, torch_layer, similarity, margin in _assign_layers(
-            _layers(ms, ms_names), _layers(torch, torch_names), loose):
+    ms_layers = _layers(ms, {row.name for row in ms.rows if row.name not in matches})
+    torch_layers = _layers(torch, {row.name for row in torch.rows if row.name not in used})
+    pairs = _assign_with_pieces(ms_layers, torch_layers, loose)
+    for ms_layer, torch_layer, similarity, margin in pairs:
+        if ms_layer.piece or torch_layer.piece:
+            continue
         confidence = round(min(0.95, 0.45 + 0.3 * similarity + 0.25 * min(1.0, margin / 0.5)), 2)
         for ms_row, torch_row in _pair_tensors(ms_layer, torch_layer, loose):
             transform = orientation(ms_row, torch_row)
@@ -357,12 +382,138 @@ def _structural(ms, torch, matches, used, loose):
                                          confidence=round(confidence * (0.9 if transform else 1.0), 2),
                                          note=f"layer {ms_layer.path or '(top)'} ~ {torch_layer.path or '(top)'}")
             used.add(torch_row.name)
+    for group in _piece_groups(pairs).values():
+        _record_fused(group, matches, used)
 
 
-# --- pass 3: fused and split projections -----------------------------------------------------------------
+# --- fused projections (one qkv tensor on one side, q, k, v on the other) -----------------------------------
+# A fused layer also enters the assignment as its pieces, each a layer of its own, so that q, k and v compete
+# with every other layer of their signature at once. Its pieces count only when all of them pair with
+# sibling layers of one parent on the other side; otherwise the assignment runs again without them.
 
-FUSED = {"qkv": ("q", "k", "v"), "kv": ("k", "v"), "in_proj": ("q", "k", "v")}
+FUSED = {"qkv": ("q", "k", "v"), "kv": ("k", "v"), "in_proj": ("q", "k", "v"), "c_attn": ("q", "k", "v"),
+         "query_key_value": ("q", "k", "v")}
 PART_WORDS = {"q": ("q", "query"), "k": ("k", "key"), "v": ("v", "value")}
+
+
+def _fused_parts(layer):
+    """The parts a layer's name says it fuses ('blocks.0.attn.qkv' -> q, k, v), or ()."""
+    word = layer.path.rpartition(".")[2].lower()
+    return next((parts for fused, parts in FUSED.items() if word.endswith(fused) or word.startswith(fused + "_")), ())
+
+
+def _split_dims(layer, count):
+    """Row name -> the dim its tensor splits along (0, or 1 for an (in, out) matrix), or None if it cannot."""
+    sizes = {row.shape[0] for row in layer.rows if len(row.shape) == 1}
+    out_size = sizes.pop() if len(sizes) == 1 else None
+    dims = {}
+    for row in layer.rows:
+        shape = tuple(row.shape)
+        if shape and shape[0] % count == 0 and out_size in (None, shape[0]):
+            dims[row.name] = 0
+        elif len(shape) == 2 and shape[1] % count == 0 and out_size in (None, shape[1]):
+            dims[row.name] = 1
+        else:
+            return None
+    return dims
+
+
+def _piece_shape(shape, count, dim):
+    """A piece's shape, an (in, out) matrix's piece given as (out, in) like the layers it competes with."""
+    if dim == 1:
+        return (shape[1] // count, shape[0])
+    return (shape[0] // count,) + tuple(shape[1:])
+
+
+def _pieces(layer):
+    parts = _fused_parts(layer)
+    dims = _split_dims(layer, len(parts)) if parts and not layer.piece else None
+    if not dims:
+        return []
+    count = len(parts)
+    return [Layer(f"{layer.path}.{part}", [replace(row, shape=_piece_shape(row.shape, count, dims[row.name]))
+                                           for row in layer.rows],
+                  list(layer.leaves), layer.layer_type, layer.position + index * 1e-6,
+                  f"{layer.ranked}.{part}", (layer, index, count, dims))
+            for index, part in enumerate(parts)]
+
+
+def _piece_groups(pairs):
+    """Fused layer path -> [(piece layer, partner layer)] for the pieces the assignment paired."""
+    groups = {}
+    for ms_layer, torch_layer, _, _ in pairs:
+        piece_layer, partner = (ms_layer, torch_layer) if ms_layer.piece else (torch_layer, ms_layer)
+        if piece_layer.piece:
+            groups.setdefault(id(piece_layer.piece[0]), []).append((piece_layer, partner, ms_layer is piece_layer))
+    return groups
+
+
+def _broken_groups(pairs):
+    """Fused layers whose pieces do not all pair with siblings, or that also paired whole."""
+    whole = {id(layer) for ms_layer, torch_layer, _, _ in pairs for layer in (ms_layer, torch_layer)}
+    broken = set()
+    for key, group in _piece_groups(pairs).items():
+        fused, _, count, _ = group[0][0].piece
+        parents = {partner.path.rpartition(".")[0] for _, partner, _ in group}
+        if key in whole or len(group) != count or len(parents) != 1:
+            broken.add(key)
+    return broken
+
+
+def _assign_with_pieces(ms_layers, torch_layers, loose):
+    """The layer assignment, with fused layers' pieces as candidates where they pair as a whole."""
+    if loose:
+        return _assign_layers(ms_layers, torch_layers, loose)
+    excluded = set()
+    while True:
+        ms_all = ms_layers + [p for layer in ms_layers if id(layer) not in excluded for p in _pieces(layer)]
+        torch_all = torch_layers + [p for layer in torch_layers if id(layer) not in excluded for p in _pieces(layer)]
+        pairs = _assign_layers(ms_all, torch_all, loose)
+        broken = _broken_groups(pairs) - excluded
+        if not broken:
+            return [pair for pair in pairs if not (pair[0].piece or pair[1].piece)
+                    or id((pair[0].piece or pair[1].piece)[0]) not in excluded]
+        excluded |= broken
+
+
+def _ordered_partners(group):
+    """The partner layers in piece order: by their q/k/v words where every one has one, else as declared."""
+    parts = _fused_parts(group[0][0].piece[0])
+    partners = [partner for _, partner, _ in group]
+    by_word = {part: [p for p in partners if _part_of(p.path + ".w", part)] for part in parts}
+    if all(len(found) == 1 for found in by_word.values()) and \
+            len({id(found[0]) for found in by_word.values()}) == len(parts):
+        return [by_word[part][0] for part in parts]
+    return sorted(partners, key=lambda partner: partner.position)
+
+
+def _record_fused(group, matches, used):
+    fused, _, count, dims = group[0][0].piece
+    pieces = sorted((piece for piece, _, _ in group), key=lambda piece: piece.piece[1])
+    partners = _ordered_partners(group)
+    ms_is_fused = group[0][2]
+    if ms_is_fused:
+        # One MindSpore parameter from several PyTorch tensors: cat(0) of the partners' tensors, in order.
+        sources = {}
+        for piece, partner in zip(pieces, partners):
+            for ms_row, torch_row in _pair_tensors(piece, partner, False):
+                sources.setdefault(ms_row.name, []).append(torch_row.name)
+        for name, torch_names in sources.items():
+            if len(torch_names) != count:
+                continue
+            transform = "cat(0)" + (" | transpose(0, 1)" if dims[name] == 1 else "")
+            matches[name] = Match(name, torch_names, transform, method="transform", confidence=0.8,
+                                  note=f"separate projections joined into {fused.path}")
+            used.update(torch_names)
+        return
+    # One PyTorch tensor into several MindSpore parameters: piece i of the fused tensor each.
+    for index, (piece, partner) in enumerate(zip(pieces, partners)):
+        for ms_row, torch_row in _pair_tensors(partner, piece, False):
+            turn = "transpose(0, 1) | " if dims[torch_row.name] == 1 else ""
+            matches[ms_row.name] = Match(ms_row.name, torch_row.name, f"{turn}chunk({count}, 0, {index})",
+                                         method="transform", confidence=0.8,
+                                         note=f"piece {index} of fused {torch_row.name}")
+            used.add(torch_row.name)
 
 
 def _part_of(path, part):
@@ -370,62 +521,6 @@ def _part_of(path, part):
     layer = path.rpartition(".")[0].rpartition(".")[2].lower()
     words = layer.split("_")
     return any(word in PART_WORDS[part] or word == "w" + part for word in words)
-
-
-def _find_parts(candidates, leaf, parts, key):
-    """For each part (q, k, v), the one candidate row whose layer name says it is that part."""
-    found = []
-    for part in parts:
-        hits = [row for row in candidates if key(row).rpartition(".")[2] == leaf and _part_of(key(row), part)]
-        if len(hits) != 1:
-            return None
-        found.append(hits[0])
-    return found
-
-
-def _fused(ms, torch, matches, used):
-    ms_free = [row for row in ms.rows if row.name not in matches]
-    torch_free = [row for row in torch.rows if row.name not in used]
-    # One PyTorch tensor -> several MindSpore parameters (chunk) ...
-    for torch_row in torch_free:
-        parent, _, leaf = torch.key[torch_row.name].rpartition(".")
-        layer_word = parent.rpartition(".")[2].lower()
-        parts = next((value for fused, value in FUSED.items() if layer_word.endswith(fused)), None)
-        if not parts or not torch_row.shape or torch_row.shape[0] % len(parts):
-            continue
-        grand = parent.rpartition(".")[0]
-        near = [row for row in ms_free if row.name not in matches
-                and name_similarity(ms.key[row.name].rpartition(".")[0].rpartition(".")[0], grand) > 0.6]
-        found = _find_parts(near, leaf, parts, lambda row: ms.key[row.name])
-        if not found:
-            continue
-        piece = (torch_row.shape[0] // len(parts),) + tuple(torch_row.shape[1:])
-        if any(tuple(row.shape) != piece for row in found):
-            continue
-        for index, row in enumerate(found):
-            matches[row.name] = Match(row.name, torch_row.name, f"chunk({len(parts)}, 0, {index})",
-                                      method="transform", confidence=0.8,
-                                      note=f"piece {index} of fused {torch_row.name}")
-        used.add(torch_row.name)
-    # ... and several PyTorch tensors -> one MindSpore parameter (cat).
-    for ms_row in ms_free:
-        if ms_row.name in matches:
-            continue
-        parent, _, leaf = ms.key[ms_row.name].rpartition(".")
-        layer_word = parent.rpartition(".")[2].lower()
-        parts = next((value for fused, value in FUSED.items() if layer_word.endswith(fused)), None)
-        if not parts:
-            continue
-        grand = parent.rpartition(".")[0]
-        near = [row for row in torch.rows if row.name not in used
-                and name_similarity(torch.key[row.name].rpartition(".")[0].rpartition(".")[0], grand) > 0.6]
-        found = _find_parts(near, leaf, parts, lambda row: torch.key[row.name])
-        if not found or sum(row.shape[0] for row in found) != ms_row.shape[0] or \
-                any(tuple(row.shape[1:]) != tuple(ms_row.shape[1:]) for row in found):
-            continue
-        matches[ms_row.name] = Match(ms_row.name, [row.name for row in found], "cat(0)", method="transform",
-                                     confidence=0.8, note="separate projections joined")
-        used.update(row.name for row in found)
 
 
 # --- pass 4: leftovers -----------------------------------------------------------------------------------
@@ -460,12 +555,11 @@ def match(ms_rows, torch_rows):
     matches, used = {}, set()
     _exact(ms, torch, matches, used)
     _structural(ms, torch, matches, used, loose=False)
-    _fused(ms, torch, matches, used)
     _structural(ms, torch, matches, used, loose=True)
     _leftovers(ms, torch, matches, used)
     tied_sources = {}
     for item in matches.values():
-        if isinstance(item.torch, str) and not item.transform.startswith("chunk"):
+        if isinstance(item.torch, str) and not item.transform.rpartition("|")[2].strip().startswith("chunk"):
             tied_sources.setdefault(item.torch, []).append(item)
     for group in tied_sources.values():
         if len(group) > 1:

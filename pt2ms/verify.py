@@ -112,7 +112,10 @@ def pair_layers(ms_rows, map_data, module_names, cell_names):
         if value is None or not row.path:
             continue
         cell = row.path.rpartition(".")[0]
-        for torch_name in parse_value(value, row.name, "map").torch_names:
+        entry = parse_value(value, row.name, "map")
+        if "chunk" in entry.transform or "cat" in entry.transform:
+            continue  # a piece of a fused layer computes part of the other's output: nothing to compare 1:1
+        for torch_name in entry.torch_names:
             owner = _strip_to_known(torch_name.rpartition(".")[0], module_names)
             if cell in cell_names and owner in module_names and cell and owner:
                 votes[(cell, owner)] += 1
@@ -238,7 +241,15 @@ def _isolate(cell, record):
 
 def _layer_metric(ms_arrays, torch_arrays):
     """Metrics over all of a layer's arrays joined; arrays that changed size are a difference, not a skip."""
+    extra = len(ms_arrays) - len(torch_arrays)
+    common = min(len(ms_arrays), len(torch_arrays))
+    if extra and common and all(np.shape(a) == np.shape(b) for a, b in zip(ms_arrays, torch_arrays)):
+        # One side returns more (MindSpore's VocabEmbedding also returns its table): compare what both return.
+        ms_arrays, torch_arrays = ms_arrays[:common], torch_arrays[:common]
     metric = compare.metrics(_joined(ms_arrays), _joined(torch_arrays))
+    if extra and len(ms_arrays) == common:
+        metric["note"] = f"compared the first {common} of {common + abs(extra)} arrays: only " \
+                         f"{'MindSpore' if extra > 0 else 'PyTorch'} returns the rest"
     if metric.get("sizes_differ"):
         # The joined arrays' shapes say nothing; each array's shape shows where the sizes part.
         metric["shape_ms"] = [list(np.shape(x)) for x in ms_arrays]

@@ -316,6 +316,28 @@ def test_an_activation_fused_into_the_layer_is_a_boundary_not_a_difference(tmp_p
     assert "0 differ in the full run, 0 on their own (isolated), 1 where the ports split the work" in run.stdout
 
 
+def test_fused_attention_through_the_whole_pipeline_agrees(tmp_path):
+    """GPT-2's fused (in, 3*out) c_attn into separate dense1/2/3: mapped, converted, verified, no layer flagged."""
+    import torch
+
+    from tests.test_pairs_parity import fill_torch_weights
+    from tests.zoo_transformer_pairs import gpt2_torch
+
+    model = gpt2_torch()
+    fill_torch_weights(model, seed=0)
+    torch.save(model.state_dict(), tmp_path / "weights.pth")
+    config = write_config(tmp_path, torch_model="tests.zoo_transformer_pairs:gpt2_torch",
+                          ms_model="tests.zoo_transformer_pairs:gpt2_ms")
+    config.write_text(config.read_text().replace(IMAGE, 'inputs = [{ shape = [2, 6], dtype = "int64", high = 20 }]'))
+    for script in ("1_show.py", "2_build_map.py", "3_pth2ckpt.py"):
+        code, _, stderr = run_script(script, "--config", str(config))
+        assert code == 0, f"{script}: {stderr}"
+    run = run_verify(config)
+    assert run.code == 0 and run.report["agree"] is True
+    assert [row["torch"] for row in run.report["layers"] if row["verdict"] == "differ"] == []
+    assert "c_attn" not in {row["torch"].rpartition(".")[2] for row in run.report["layers"]}
+
+
 # --- 6: integer inputs, several inputs, nested outputs --------------------------------------------------
 
 def test_integer_inputs_stay_in_their_range():

@@ -276,6 +276,7 @@ class Layer:
     position: float
     ranked: str = ""              # path with container indices replaced by sibling ranks
     piece: tuple = ()             # (fused layer, index, count, split dims) for a piece of a fused layer
+    siblings: tuple = ()          # signatures of the layers in its parent container, in order
 
     def signature(self, loose=False):
         return tuple(sorted(flat_shape(row.shape) if loose else tuple(row.shape) for row in self.rows))
@@ -296,8 +297,12 @@ def _layers(side, names):
         layer.rows.append(row)
         layer.leaves.append(leaf)
     ranked = rank_numbers(list(groups))
+    children = {}
     for layer in groups.values():
         layer.ranked = ranked[layer.path]
+        children.setdefault(layer.path.rpartition(".")[0], []).append(layer.signature(loose=True))
+    for layer in groups.values():
+        layer.siblings = tuple(children[layer.path.rpartition(".")[0]])
     return list(groups.values())
 
 
@@ -309,9 +314,13 @@ def _type_family(layer_type):
 def _pair_score(ms_layer, torch_layer):
     similarity = name_similarity(ms_layer.ranked, torch_layer.ranked)
     order = 1.0 - abs(ms_layer.position - torch_layer.position)
-    score = 1.0 + similarity + 0.5 * order
+    score = 1.0 + similarity + order
     if ms_layer.layer_type and torch_layer.layer_type:
         score += 0.3 if _type_family(ms_layer.layer_type) == _type_family(torch_layer.layer_type) else -0.3
+    # Containers built alike (a branch of conv, bn, conv, bn) pair as wholes even when their names share
+    # nothing and the two ports declare them in another order.
+    if ms_layer.siblings and ms_layer.siblings == torch_layer.siblings:
+        score += 0.3
     return score, similarity
 
 

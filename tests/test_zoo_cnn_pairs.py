@@ -33,24 +33,12 @@ def test_every_mapped_tensor_matters(pair):
     parity.test_every_mapped_tensor_matters(pair)
 
 
-# pair name -> why the matcher gets it wrong today (both with layer types and bare: layer types do not help,
-# every confusion is between layers of one type and one signature). Diagnosed against pt2ms/matching.py.
-_MOBILENET_V3 = (
-    "structural pass mispairs same-signature layers (the expand and depthwise BNs of one block, project BNs "
-    "of neighbouring blocks: 42 of 96 entries). Names share no word (expand/conv1/conv2 vs block.K.0/1), the "
-    "zoo's flat stem (features.0-2) offsets every ranked block index from torchvision's, and rank_numbers "
-    "turns the digits of `conv1`/`conv2` into sibling ranks 0/1 that coincide with torchvision's `block.0`/"
-    "`block.1`: a spurious +0.16 name similarity that outweighs the 0.5-weighted position term (position is "
-    "right here: with weight 2 instead of 0.5 all 96 entries map right)")
-_SHUFFLENET_V2 = (
-    "structural pass swaps branches in stride-2 blocks (52 of 147 entries): the zoo's `branch_main` "
-    "(torchvision `branch2`) and `branch_proj` (`branch1`) hold layers of equal signature when a stage's input "
-    "width equals its branch width (stages 3-4 of every real width, stage 2 too at x0.5); the names share "
-    "no token and ranked indices tie, so position decides, and the zoo defines branch_main before "
-    "branch_proj while torchvision defines branch1 first. Nothing checks that a layer's container matches "
-    "as a whole (6 layers vs 4)")
-KNOWN_WRONG_WITH_TYPES = {"zoo_mobilenet_v3": _MOBILENET_V3, "zoo_shufflenet_v2": _SHUFFLENET_V2}
-KNOWN_WRONG_BARE = {"zoo_mobilenet_v3": _MOBILENET_V3, "zoo_shufflenet_v2": _SHUFFLENET_V2}
+# pair name -> why the matcher gets it wrong today, as strict xfails (none at present). MobileNetV3 and
+# ShuffleNetV2 failed until layers scored their parent container's shape (ShuffleNet's branch_main/branch_proj
+# vs branch2/branch1, declared in the other order) and position weighed as much as names (MobileNetV3's
+# expand/conv1/conv2 vs block.0/1/2 share no word).
+KNOWN_WRONG_WITH_TYPES = {}
+KNOWN_WRONG_BARE = {}
 
 
 def _params(known):

@@ -3,11 +3,11 @@
 Passes, most certain first; each claims tensors the later ones no longer see:
   1. exact      same name after wrapper prefixes are dropped and MindSpore's leaf names are translated
                 (RENAMES below, applied by owning layer, never as a blanket rule)
-  2. structural layers matched by shape signature, name-token similarity and relative position, solved as
-                one assignment problem (so ties are broken by structure, not by luck); tensors are then
-                paired inside each matched layer
-  3. transform  same numbers in another layout: size-1 dims (1x1 conv vs dense, Conv1d's 4-D kernel),
-                fused qkv vs separate q, k, v (both directions)
+  2. structural layers matched by shape signature, name-token similarity, relative position and the shape
+                of their parent container, solved as one assignment problem (so ties are broken by
+                structure, not by luck); tensors are then paired inside each matched layer. Fused
+                projections (qkv) also compete as their pieces, so q, k, v pair with them in the same step
+  3. loose      the structural pass again with size-1 dims dropped (1x1 conv vs dense, Conv1d's 4-D kernel)
   4. order      what is left, paired by unique shape, or tied to a tensor already used when names agree
 Anything still unpaired is left null (kept at its initial value) and reported.
 """

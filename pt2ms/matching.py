@@ -106,11 +106,10 @@ def ms_leaf(row, siblings):
     layer_type = row.layer_type
     if layer_type.startswith("mint."):
         return leaf
-    if layer_type:
-        for types, ms_name, torch_name in RENAMES:
-            if leaf == ms_name and layer_type in types:
-                return torch_name
-        return leaf
+    for types, ms_name, torch_name in RENAMES:
+        if leaf == ms_name and layer_type in types:
+            return torch_name
+    # A layer of a type we do not know (a zoo's own LayerNorm cell) is judged as if untyped.
     if leaf in UNTYPED_RENAMES:
         return UNTYPED_RENAMES[leaf]
     if leaf in PAIR_RENAMES and {"gamma", "beta"} <= siblings.get(parent, set()):
@@ -168,10 +167,16 @@ def _exact(ms, torch, matches, used):
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 
 
+# Names whose words mislead: Hugging Face decoders call the norm before the MLP "post_attention_layernorm"
+# (mindformers: ffn_norm) and the one before attention "input_layernorm" (mindformers: attention_norm).
+CONVENTIONS = {"post_attention_layernorm": "ffn_layernorm", "input_layernorm": "attention_layernorm"}
+
+
 @functools.lru_cache(maxsize=None)
 def tokens(path):
     """Word tokens and numbers of a dotted path: 'encoder.layer.3.attention' -> ({encoder, layer, attention}, [3])."""
     words, numbers = set(), []  # cached: the assignment compares each path with hundreds of others
+    path = ".".join(CONVENTIONS.get(part, part) for part in path.split("."))
     for part in re.split(r"[._\-]|(?<=[a-zA-Z])(?=\d)|(?<=\d)(?=[a-zA-Z])", _CAMEL.sub("_", path)):
         if not part:
             continue
@@ -313,7 +318,10 @@ def _type_family(layer_type):
 
 def _pair_score(ms_layer, torch_layer):
     similarity = name_similarity(ms_layer.ranked, torch_layer.ranked)
-    order = 1.0 - abs(ms_layer.position - torch_layer.position)
+    distance = abs(ms_layer.position - torch_layer.position)
+    # Strictly convex: of two pairings that cross and two that keep the order, equal in total distance,
+    # the order-keeping one wins (w1/w3 vs gate/up, declared a few layers apart on the two sides).
+    order = 1.0 - distance - 0.1 * distance ** 2
     score = 1.0 + similarity + order
     if ms_layer.layer_type and torch_layer.layer_type:
         score += 0.3 if _type_family(ms_layer.layer_type) == _type_family(torch_layer.layer_type) else -0.3
@@ -534,6 +542,51 @@ def _part_of(path, part):
 
 # --- pass 4: leftovers -----------------------------------------------------------------------------------
 
+def _joined(ms, torch, matches, used):
+    """A MindSpore layer as tall as a run of sibling PyTorch layers stacked (w_qkv with GQA's unequal q, k, v;
+    w_gate_hidden = gate and up): cat(0) of that run, in declaration order, where exactly one run fits best."""
+    runs = _sibling_runs(_layers(torch, {row.name for row in torch.rows if row.name not in used}))
+    for ms_layer in _layers(ms, {row.name for row in ms.rows if row.name not in matches}):
+        shapes = {leaf: tuple(row.shape) for leaf, row in zip(ms_layer.leaves, ms_layer.rows)}
+        if not set(shapes) <= LAYER_LEAVES or not all(shapes.values()):
+            continue
+        fits = [(name_similarity(ms_layer.ranked.rpartition(".")[0], run[0].ranked.rpartition(".")[0]), run)
+                for run in runs if _stacks_into(run, shapes)]
+        fits.sort(key=lambda fit: -fit[0])
+        if not fits or (len(fits) > 1 and fits[1][0] == fits[0][0]):
+            continue  # nothing fits, or two runs fit equally well
+        run = fits[0][1]
+        if any(row.name in used for layer in run for row in layer.rows):
+            continue
+        for leaf, row in zip(ms_layer.leaves, ms_layer.rows):
+            names = [layer.rows[layer.leaves.index(leaf)].name for layer in run]
+            matches[row.name] = Match(row.name, names, "cat(0)", method="transform", confidence=0.7,
+                                      note=f"sibling layers {', '.join(layer.path for layer in run)} joined")
+            used.update(names)
+
+
+def _sibling_runs(layers):
+    """Every run of two or more consecutive sibling layers (same parent, in declaration order)."""
+    by_parent = {}
+    for layer in sorted(layers, key=lambda layer: layer.position):
+        if set(layer.leaves) <= LAYER_LEAVES:
+            by_parent.setdefault(layer.path.rpartition(".")[0], []).append(layer)
+    return [group[start:stop] for group in by_parent.values()
+            for start in range(len(group)) for stop in range(start + 2, len(group) + 1)]
+
+
+def _stacks_into(run, shapes):
+    """Whether the run's tensors, stacked along dim 0 leaf by leaf, have exactly `shapes`."""
+    for leaf, target in shapes.items():
+        if any(sorted(layer.leaves) != sorted(shapes) for layer in run):
+            return False
+        parts = [tuple(layer.rows[layer.leaves.index(leaf)].shape) for layer in run]
+        if any(len(part) != len(target) or part[1:] != target[1:] for part in parts) or \
+                sum(part[0] for part in parts) != target[0]:
+            return False
+    return True
+
+
 def _leftovers(ms, torch, matches, used):
     for row in ms.rows:
         if row.name in matches:
@@ -565,6 +618,7 @@ def match(ms_rows, torch_rows):
     _exact(ms, torch, matches, used)
     _structural(ms, torch, matches, used, loose=False)
     _structural(ms, torch, matches, used, loose=True)
+    _joined(ms, torch, matches, used)
     _leftovers(ms, torch, matches, used)
     tied_sources = {}
     for item in matches.values():

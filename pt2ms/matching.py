@@ -8,7 +8,8 @@ Passes, most certain first; each claims tensors the later ones no longer see:
                 structure, not by luck); tensors are then paired inside each matched layer. Fused
                 projections (qkv) also compete as their pieces, so q, k, v pair with them in the same step
   3. loose      the structural pass again with size-1 dims dropped (1x1 conv vs dense, Conv1d's 4-D kernel)
-  4. order      what is left, paired by unique shape, or tied to a tensor already used when names agree
+  4. joined     a MindSpore layer as tall as a run of sibling PyTorch layers stacked: cat(0) of them
+  5. order      what is left, paired by unique shape, or tied to a tensor already used when names agree
 Anything still unpaired is left null (kept at its initial value) and reported.
 """
 
@@ -346,20 +347,54 @@ def _assign_layers(ms_layers, torch_layers, loose):
             if ms_layer.piece and torch_layers[j].piece:
                 continue  # two fused layers pair whole or not at all
             scores[i, j], similarity[i, j] = _pair_score(ms_layer, torch_layers[j])
-    allowed = np.isfinite(scores)
-    if not allowed.any():
+    if not np.isfinite(scores).any():
         return []
-    cost = np.where(allowed, -scores, 1e6)
-    rows, cols = linear_sum_assignment(cost)
+    chosen = _solve(scores)
+    bonus = _follow_bonus(ms_layers, torch_layers, dict(chosen), scores)
+    if bonus.any():
+        scores = scores + bonus
+        chosen = _solve(scores)
     pairs = []
-    for i, j in zip(rows, cols):
-        if not allowed[i, j]:
-            continue
+    for i, j in chosen:
         others = np.concatenate([np.delete(scores[i], j), np.delete(scores[:, j], i)])
         others = others[np.isfinite(others)]
         margin = scores[i, j] - others.max() if others.size else 1.0
         pairs.append((ms_layers[i], torch_layers[j], similarity[i, j], margin))
     return pairs
+
+
+def _solve(scores):
+    """The allowed (i, j) pairs of the best assignment of a score matrix (-inf: not allowed)."""
+    allowed = np.isfinite(scores)
+    rows, cols = linear_sum_assignment(np.where(allowed, -scores, 1e6))
+    return [(i, j) for i, j in zip(rows, cols) if allowed[i, j]]
+
+
+def _follow_bonus(ms_layers, torch_layers, partner, scores):
+    """+0.3 where a norm layer's predecessor in its container (the conv it follows) is paired with the
+    other norm's predecessor: two BatchNorms of one shape in a block go with their convs, not crosswise."""
+    bonus = np.zeros_like(scores)
+    torch_after = {}
+    for j, before in _norm_predecessors(torch_layers).items():
+        torch_after.setdefault(before, []).append(j)
+    for i, before in _norm_predecessors(ms_layers).items():
+        for j in torch_after.get(partner.get(before), ()):
+            if np.isfinite(scores[i, j]):
+                bonus[i, j] = 0.3
+    return bonus
+
+
+def _norm_predecessors(layers):
+    """Index of each layer of only 1-D tensors (a norm) -> index of the layer declared before it in its parent."""
+    predecessors, last = {}, {}
+    for index, layer in enumerate(layers):
+        if layer.piece:
+            continue
+        parent = layer.path.rpartition(".")[0]
+        if all(len(row.shape) == 1 for row in layer.rows) and parent in last:
+            predecessors[index] = last[parent]
+        last[parent] = index
+    return predecessors
 
 
 def _pair_tensors(ms_layer, torch_layer, loose):

@@ -33,17 +33,11 @@ def test_every_mapped_tensor_matters(pair):
     parity.test_every_mapped_tensor_matters(pair)
 
 
-# pair name -> why the matcher gets it wrong today, as strict xfails.
-_EFFICIENTNET = (
-    "BatchNorms of one shape inside a block pair crosswise (mindcv block.1 -> timm bn2, block.4/5 -> bn1; 40 of "
-    "140 entries): rank_numbers ranks the digit of `bn1`/`bn2` among its siblings (-> bn0/bn1), and the number "
-    "similarity then credits block.1 ~ bn2 (0.57 vs 0.43), which outweighs the position term (the block is a small "
-    "slice of the model, 0.06 apart)")
-# ConvNeXt failed until a layer of an unknown type (mindcv's ConvNextLayerNorm) was judged like an untyped one.
-KNOWN_WRONG_WITH_TYPES = {"zoo_efficientnet": _EFFICIENTNET}
-KNOWN_WRONG_BARE = {
-    "zoo_efficientnet": _EFFICIENTNET,
-}
+# pair name -> why the matcher gets it wrong today, as strict xfails (none at present). ConvNeXt failed until a
+# layer of an unknown type (mindcv's ConvNextLayerNorm) was judged like an untyped one; EfficientNet's two
+# same-shape BatchNorms per block paired crosswise until a norm layer followed the conv declared before it.
+KNOWN_WRONG_WITH_TYPES = {}
+KNOWN_WRONG_BARE = {}
 
 
 def _params(known):

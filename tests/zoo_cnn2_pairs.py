@@ -236,7 +236,8 @@ def zoo_convnext_pair():
     for i, depth in enumerate(CONVNEXT_DEPTHS):
         if i > 0:
             ms_ds, torch_ds = f"feature.{2 * i}", f"stages.{i}.downsample"
-            reference |= {**_ln_map(f"{ms_ds}.0", f"{torch_ds}.0"), **_same(f"{ms_ds}.1", f"{torch_ds}.1", "weight", "bias")}
+            reference |= {**_ln_map(f"{ms_ds}.0", f"{torch_ds}.0"),
+                          **_same(f"{ms_ds}.1", f"{torch_ds}.1", "weight", "bias")}
         for j in range(depth):
             ms_block, torch_block = f"feature.{2 * i + 1}.{j}", f"stages.{i}.blocks.{j}"
             reference |= {f"{ms_block}.gamma_": f"{torch_block}.gamma",  # a cell's own parameters come first
@@ -289,7 +290,8 @@ class DepthwiseSeparableConv(tnn.Module):
     def __init__(self, in_chs, out_chs, dw_kernel_size, stride):
         super().__init__()
         self.has_skip = stride == 1 and in_chs == out_chs
-        self.conv_dw = tnn.Conv2d(in_chs, in_chs, dw_kernel_size, stride, dw_kernel_size // 2, groups=in_chs, bias=False)
+        self.conv_dw = tnn.Conv2d(in_chs, in_chs, dw_kernel_size, stride, dw_kernel_size // 2, groups=in_chs,
+                                  bias=False)
         self.bn1 = BatchNormAct2d(in_chs)
         self.aa = tnn.Identity()
         self.se = SqueezeExcite(in_chs, in_chs // 4)

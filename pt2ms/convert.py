@@ -22,6 +22,7 @@ from .mapping import parse_value, read_map
 from .safetensors_file import write_safetensors
 from .tensors import cast, count_nonfinite
 
+
 @dataclass
 class Step:
     ms_name: str
@@ -73,7 +74,7 @@ def plan(map_data, map_path, targets, tensors, cast_to=None):
         if len(dtypes) > 1:
             raise Pt2MsError(f"{map_path}: entry {row.name!r} joins tensors of different dtypes {sorted(dtypes)}")
         for name in entry.torch_names:
-            readers[name].append((row.name, entry.tied or bool(ops and ops[-1][0] == "chunk")))
+            readers[name].append((row.name, entry.tied or transforms.takes_a_piece(ops)))
         steps.append(Step(row.name, entry.torch_names, ops, tuple(row.shape), cast_to or dtypes.pop()))
     # One source read by several entries is a mistake unless each says why: tied, or a chunk of a fused tensor.
     for name, users in readers.items():

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from . import transforms
 from .inventory import WRAPPER_PREFIXES
 
 NORM_LAYERS = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm", "InstanceNorm1d",
@@ -505,7 +506,7 @@ def _broken_groups(pairs):
     whole = {id(layer) for ms_layer, torch_layer, _, _ in pairs for layer in (ms_layer, torch_layer)}
     broken = set()
     for key, group in _piece_groups(pairs).items():
-        fused, _, count, _ = group[0][0].piece
+        count = group[0][0].piece[2]
         parents = {partner.path.rpartition(".")[0] for _, partner, _ in group}
         if key in whole or len(group) != count or len(parents) != 1:
             broken.add(key)
@@ -523,8 +524,7 @@ def _assign_with_pieces(ms_layers, torch_layers, loose):
         pairs = _assign_layers(ms_all, torch_all, loose)
         broken = _broken_groups(pairs) - excluded
         if not broken:
-            return [pair for pair in pairs if not (pair[0].piece or pair[1].piece)
-                    or id((pair[0].piece or pair[1].piece)[0]) not in excluded]
+            return pairs  # excluded layers entered without pieces, so every piece here is of a whole group
         excluded |= broken
 
 
@@ -612,9 +612,9 @@ def _sibling_runs(layers):
 
 def _stacks_into(run, shapes):
     """Whether the run's tensors, stacked along dim 0 leaf by leaf, have exactly `shapes`."""
+    if any(sorted(layer.leaves) != sorted(shapes) for layer in run):
+        return False
     for leaf, target in shapes.items():
-        if any(sorted(layer.leaves) != sorted(shapes) for layer in run):
-            return False
         parts = [tuple(layer.rows[layer.leaves.index(leaf)].shape) for layer in run]
         if any(len(part) != len(target) or part[1:] != target[1:] for part in parts) or \
                 sum(part[0] for part in parts) != target[0]:
@@ -657,7 +657,7 @@ def match(ms_rows, torch_rows):
     _leftovers(ms, torch, matches, used)
     tied_sources = {}
     for item in matches.values():
-        if isinstance(item.torch, str) and not item.transform.rpartition("|")[2].strip().startswith("chunk"):
+        if isinstance(item.torch, str) and not transforms.takes_a_piece(transforms.parse(item.transform)):
             tied_sources.setdefault(item.torch, []).append(item)
     for group in tied_sources.values():
         if len(group) > 1:

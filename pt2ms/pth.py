@@ -190,6 +190,10 @@ def _member_offsets(path, archive):
     return storages
 
 
+def _bad_zip(path, error):
+    return Pt2MsError(f"{path}: cannot read the zip archive ({error}): file is truncated or corrupt")
+
+
 def load_zip_pickle(path):
     """Unpickle a zip-format torch file safely; tensors come back as LazyTensors."""
     # zipfile raises many kinds of error on a damaged directory; all of them mean the same to the user.
@@ -202,7 +206,7 @@ def load_zip_pickle(path):
             storages = _member_offsets(path, archive)
     except (zipfile.BadZipFile, EOFError, OSError, UnicodeDecodeError, NotImplementedError, ValueError,
             struct.error) as error:
-        raise Pt2MsError(f"{path}: cannot read the zip archive ({error}): file is truncated or corrupt") from None
+        raise _bad_zip(path, error) from None
     try:
         return _SafeUnpickler(data, path, storages).load()
     except Pt2MsError:
@@ -291,7 +295,7 @@ def load_pth(path, trust_pickle=False):
     try:
         is_zip = zipfile.is_zipfile(path)
     except zipfile.BadZipFile as error:
-        raise Pt2MsError(f"{path}: cannot read the zip archive ({error}): file is truncated or corrupt") from None
+        raise _bad_zip(path, error) from None
     except OSError as error:
         raise Pt2MsError(f"{path}: cannot read it ({error.strerror or error})") from None
     if trust_pickle or not is_zip:

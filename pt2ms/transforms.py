@@ -34,6 +34,11 @@ def parse(text):
     return ops
 
 
+def takes_a_piece(ops):
+    """Whether the ops end by keeping one piece of the source, so that several entries may share it."""
+    return bool(ops) and ops[-1][0] == "chunk"
+
+
 def output_shape(ops, shapes):
     """Shape after applying `ops` to tensors of `shapes` (one shape unless the first op is cat)."""
     shapes = [tuple(shape) for shape in shapes]

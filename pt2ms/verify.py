@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from . import compare
+from . import compare, transforms
 from .checkpoint import open_torch_checkpoint
 from .config import build_ms_model, build_torch_model
 from .errors import Pt2MsError
@@ -113,7 +113,7 @@ def pair_layers(ms_rows, map_data, module_names, cell_names):
             continue
         cell = row.path.rpartition(".")[0]
         entry = parse_value(value, row.name, "map")
-        if "chunk" in entry.transform or "cat" in entry.transform:
+        if any(op in ("chunk", "cat") for op, _ in transforms.parse(entry.transform)):
             continue  # a piece of a fused layer computes part of the other's output: nothing to compare 1:1
         for torch_name in entry.torch_names:
             owner = _strip_to_known(torch_name.rpartition(".")[0], module_names)

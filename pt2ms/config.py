@@ -6,6 +6,7 @@ not silently ignored.
 
 import dataclasses
 import importlib
+import re
 import importlib.util
 import sys
 import tomllib
@@ -73,25 +74,44 @@ class Config:
 
     @property
     def map_path(self):
-        return self.paths.maps / f"{self.name}.json"
+        return _inside(self.paths.maps / f"{self.name}.json", self.paths.maps, self.source, "map file")
 
     @property
     def output_dir(self):
-        return self.paths.outputs / self.name
+        return _inside(self.paths.outputs / self.name, self.paths.outputs, self.source, "output folder")
+
+
+# A run's name becomes file names under maps/ and outputs/: letters, digits, '.', '_' and '-', not starting
+# with '.', so that no name (not "..", not "a/../b") reaches outside those folders.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
+# Keys whose value must be a real TOML boolean: a string such as "false" is truthy in Python, and for
+# trust_pickle that would run a hostile pickle's code.
+BOOLEAN_KEYS = {"trust_pickle", "layers"}
 
 
 def _section(cls, data, where, base):
     """Build one section dataclass, refusing unknown keys and resolving paths against `base`."""
+    if not isinstance(data, dict):
+        raise Pt2MsError(f"[{where}] must be a table, got {type(data).__name__}")
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise Pt2MsError(f"unknown key {unknown[0]!r} in [{where}] (known: {', '.join(known)})")
     values = {}
     for key, value in data.items():
+        if key in BOOLEAN_KEYS and not isinstance(value, bool):
+            raise Pt2MsError(f"[{where}] {key} must be true or false (unquoted), got {value!r}")
         if "Path" in str(known[key].type):
             value = _resolve_path(value, base, where)
         values[key] = value
     return cls(**values)
+
+
+def _inside(path, folder, source, what):
+    """`path`, refused unless it resolves to a place inside `folder` (symlinks followed)."""
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise Pt2MsError(f"{source}: {what} {path} would lie outside {folder}; pick another name")
+    return path
 
 
 def _resolve_path(value, base, where):
@@ -131,8 +151,9 @@ def load_config(path=None):
         raise Pt2MsError(f"{source}: TOML syntax error: {error}") from None
     data = dict(data)
     name = data.pop("name", None)
-    if not isinstance(name, str) or not name or "/" in name:
-        raise Pt2MsError(f"{source}: missing or bad top-level key 'name' (a plain word, e.g. name = \"resnet50\")")
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+        raise Pt2MsError(f"{source}: missing or bad top-level key 'name': {name!r} (letters, digits, '.', '_' and "
+                         "'-', at most 100, not starting with '.'; e.g. name = \"resnet50\")")
     base = source.parent
     sections = {"torch": TorchSection, "mindspore": MindSporeSection, "verify": VerifySection, "paths": PathsSection,
                 "example": ExampleSection}

@@ -465,3 +465,22 @@ def kill_once_writing(config, out):
     assert killed and process.returncode == -signal.SIGKILL, \
         f"not killed mid-write (exit {process.returncode}, .part sizes seen {sizes}): make the checkpoint bigger"
     return sizes
+
+
+# --- names that would reach outside maps/ and outputs/ ----------------------------------------------------
+
+@pytest.mark.parametrize("name", ["..", ".", "../escape", "a/../..", ".hidden", "a\\\\b", "x" * 101, ""])
+@pytest.mark.parametrize("script", ["1_show.py", "3_pth2ckpt.py"])
+def test_a_name_cannot_leave_the_output_folders(project, script, name):
+    set_config(project, 'name = "tiny"', f'name = "{name}"')
+    beside = snapshot(project.parent.parent)  # the folder above the project, where ".." would write
+    assert_refused(project, script, names="tiny.toml", says=["'name'"])
+    assert snapshot(project.parent.parent) == beside
+
+
+def test_an_output_folder_linked_outside_is_refused(project, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    set_config(project, 'name = "tiny"', 'name = "linked"')
+    (project.parent / "outputs" / "linked").symlink_to(elsewhere, target_is_directory=True)
+    assert_refused(project, "1_show.py", names="tiny.toml", says=["outside"])
+    assert list(elsewhere.iterdir()) == []

@@ -227,3 +227,18 @@ def test_tensor_layout_outside_its_storage_is_refused(tiny_project, layout):
         assert code == 2 and "weights.pth" in stderr.splitlines()[-1], f"{script}: exit {code}, {stderr!r}"
     assert not (tiny_project.parent / "outputs" / "tiny" / "tiny.ckpt").exists()
     assert json.loads((tiny_project.parent / "maps" / "tiny.json").read_text()) == before
+
+
+@pytest.mark.parametrize("value", ['"false"', '"no"', '"true"', "1", "0"])
+def test_trust_pickle_must_be_a_real_boolean(tiny_project, value):
+    """A quoted "false" is a non-empty string, truthy in Python: it must be refused, never run the pickle."""
+    marker = tiny_project.parent / "pwned"
+    save({**randomized_state_dict(torch_net()), "hook": RunsShell(marker)}, tiny_project.parent / "weights.pth")
+    text = tiny_project.read_text().replace('checkpoint = "weights.pth"',
+                                            f'checkpoint = "weights.pth"\ntrust_pickle = {value}')
+    tiny_project.write_text(text)
+    code, _, stderr = stage1(tiny_project)
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert "tiny.toml" in stderr and "trust_pickle must be true or false" in stderr
+    assert not marker.exists()
+    assert not (tiny_project.parent / "outputs").exists()

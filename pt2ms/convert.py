@@ -18,7 +18,7 @@ from .ckpt import write_ckpt
 from .errors import Pt2MsError
 from .files import remove_stale_parts
 from .inventory import from_checkpoint, read_inventory
-from .mapping import parse_value, read_map
+from .mapfile import parse_value, read_map
 from .safetensors_file import write_safetensors
 from .tensors import cast, count_nonfinite
 

@@ -15,6 +15,7 @@ File layout (JSON):
 from .errors import Pt2MsError
 from .files import write_json
 from .inventory import read_inventory
+from .tables import write_map_review
 from .mapfile import Entry, parse_value, read_map  # noqa: F401 (re-exported: they lived here)
 from .matching import Match, ignored_reason, match
 from . import transforms
@@ -122,7 +123,8 @@ def build_map(config):
         "suggested": {item.ms_name: to_value(item) for item in fresh},
     }
     write_json(config.map_path, data)
-    return {"path": config.map_path, "matches": matches, "unused": unused, "ignored": ignored,
+    review = write_map_review(config.output_dir / "map_review.csv", matches, ms_all, torch_all)
+    return {"path": config.map_path, "review": review, "matches": matches, "unused": unused, "ignored": ignored,
             "conflicts": conflicts, "kept_edits": sum(item.method == "manual" for item in matches)}
 
 

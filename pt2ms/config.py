@@ -21,7 +21,7 @@ DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "efficientnet_b0.toml"
 
 @dataclass
 class TorchSection:
-    checkpoint: Path | None = None     # .pth/.pt/.bin/.safetensors, or a sharded *.index.json
+    checkpoint: Path | None = None     # .pth/.pt/.bin/.safetensors, a sharded *.index.json, or a HF folder
     model: str | None = None           # "package.module:factory" or "path/to/file.py:factory"
     kwargs: dict = field(default_factory=dict)
     state_dict_key: str | None = None  # where the state dict sits in the file; None: found automatically
@@ -170,6 +170,9 @@ def load_config(path=None):
     config = Config(name=name, source=source, **built)
     if config.torch.checkpoint is None:
         raise Pt2MsError(f"{source}: missing key 'checkpoint' in [torch]")
+    if config.torch.checkpoint.is_dir():  # a Hugging Face model folder: its weights file, and maybe its model
+        from .hf import adopt_folder
+        adopt_folder(config.torch)
     if config.mindspore.model is None and config.mindspore.template is None:
         raise Pt2MsError(f"{source}: [mindspore] needs 'model' (a factory) or 'template' (a .ckpt)")
     return config
@@ -210,6 +213,8 @@ def call_factory(spec, kwargs, config_file):
     factory = import_object(spec, config_file)
     try:
         return factory(**kwargs)
+    except Pt2MsError:
+        raise
     except Exception as error:
         raise Pt2MsError(f"{config_file}: factory {spec!r} raised {type(error).__name__}: {error}") from None
 

@@ -83,7 +83,7 @@ def test_hugging_face_folder_converts_and_verifies_with_no_factory(tmp_path, sha
     code, stdout, stderr = run_script("4_verify.py", "--config", str(config))
     report = json.loads((out / "verify.json").read_text())
     assert code == 0 and report["agree"] is True, stdout + stderr
-    assert {row["output"] for row in report["outputs"]} >= {"last_hidden_state", "pooler_output"}
+    assert {row["output"] for row in report["outputs"]} == {"output['last_hidden_state']", "output['pooler_output']"}
 
 
 def test_hugging_face_folder_without_transformers_is_a_one_line_error(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from functools import partial
 import numpy as np
 
 from .errors import Pt2MsError
-from .files import atomic_open
+from .files import atomic_open, write_checksummed
 from .tensors import NUMPY_DTYPES, LazyTensor, read_bytes
 
 TO_MS_TYPE = {"float64": "Float64", "float32": "Float32", "float16": "Float16", "bfloat16": "BFloat16",
@@ -52,8 +52,11 @@ def _value_header(name, dtype, shape, content_length):
     return _field(1, 2) + _varint(len(value_head) + content_length) + value_head
 
 
-def write_ckpt(path, specs, arrays):
-    """Write tensors to a .ckpt atomically; `specs` lists (name, dtype, shape), `arrays` yields data in order."""
+def write_ckpt(path, specs, arrays, checksums=None):
+    """Write tensors to a .ckpt atomically; `specs` lists (name, dtype, shape), `arrays` yields data in order.
+
+    `checksums`, if given, receives each tensor's CRC-32 (of its bytes in C order), taken while writing.
+    """
     with atomic_open(path, "wb") as handle:
         for (name, dtype, shape), array in zip(specs, arrays):
             array = np.require(array, requirements="C")
@@ -61,10 +64,13 @@ def write_ckpt(path, specs, arrays):
                 raise Pt2MsError(f"{path}: internal error: {name} is {array.dtype}{array.shape}, planned {dtype}{shape}")
             data = memoryview(array.reshape(-1)).cast("B")
             step = SLICE_BYTES - SLICE_BYTES % array.itemsize
+            crc = 0
             for start in range(0, max(len(data), 1), step):
                 piece = data[start:start + step]
                 handle.write(_value_header(name, dtype, shape, len(piece)))
-                handle.write(piece)
+                crc = write_checksummed(handle, piece, crc)
+            if checksums is not None:
+                checksums[name] = crc
 
 
 class _Reader:

@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import tempfile
+import zlib
 from pathlib import Path
 
 
@@ -25,6 +26,22 @@ def atomic_open(path, mode="w", **kwargs):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+CHUNK_BYTES = 4 << 20  # small enough to stay in cache between the checksum and the write
+
+
+def write_checksummed(handle, data, crc=0):
+    """Write a bytes-like object in chunks, taking the CRC-32 of each chunk just before writing it; returns the CRC.
+
+    One pass over memory instead of two: the chunk the checksum has just read is still in cache for the write.
+    """
+    data = memoryview(data).cast("B")
+    for start in range(0, len(data), CHUNK_BYTES):
+        piece = data[start:start + CHUNK_BYTES]
+        crc = zlib.crc32(piece, crc)
+        handle.write(piece)
+    return crc
 
 
 def _umask():

@@ -12,7 +12,7 @@ from functools import partial
 import numpy as np
 
 from .errors import Pt2MsError
-from .files import atomic_open
+from .files import atomic_open, write_checksummed
 from .tensors import NUMPY_DTYPES, LazyTensor, read_bytes
 
 TO_SAFETENSORS = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
@@ -67,8 +67,11 @@ def _checked_entry(path, name, entry):
     return name, dtype, tuple(shape), offsets[0], offsets[1]
 
 
-def write_safetensors(path, specs, arrays, metadata=None):
-    """Write tensors to `path` atomically; `specs` lists (name, dtype, shape), `arrays` yields the data in order."""
+def write_safetensors(path, specs, arrays, metadata=None, checksums=None):
+    """Write tensors to `path` atomically; `specs` lists (name, dtype, shape), `arrays` yields the data in order.
+
+    `checksums`, if given, receives each tensor's CRC-32 (of its bytes in C order), taken while writing.
+    """
     header, offset = {}, 0
     for name, dtype, shape in specs:
         nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(NUMPY_DTYPES[dtype]).itemsize
@@ -85,4 +88,6 @@ def write_safetensors(path, specs, arrays, metadata=None):
             array = np.require(array, requirements="C")
             if tuple(array.shape) != tuple(shape) or array.dtype != np.dtype(NUMPY_DTYPES[dtype]):
                 raise Pt2MsError(f"{path}: internal error: {name} is {array.dtype}{array.shape}, planned {dtype}{shape}")
-            handle.write(memoryview(array.reshape(-1)).cast("B"))
+            crc = write_checksummed(handle, memoryview(array.reshape(-1)).cast("B"))
+            if checksums is not None:
+                checksums[name] = crc

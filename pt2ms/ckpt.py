@@ -15,7 +15,7 @@ from functools import partial
 import numpy as np
 
 from .errors import Pt2MsError
-from .files import atomic_open, write_checksummed
+from .files import CrcWriter, atomic_open
 from .tensors import NUMPY_DTYPES, LazyTensor, read_bytes
 
 TO_MS_TYPE = {"float64": "Float64", "float32": "Float32", "float16": "Float16", "bfloat16": "BFloat16",
@@ -52,25 +52,24 @@ def _value_header(name, dtype, shape, content_length):
     return _field(1, 2) + _varint(len(value_head) + content_length) + value_head
 
 
-def write_ckpt(path, specs, arrays, checksums=None):
+def write_ckpt(path, specs, arrays):
     """Write tensors to a .ckpt atomically; `specs` lists (name, dtype, shape), `arrays` yields data in order.
 
-    `checksums`, if given, receives each tensor's CRC-32 (of its bytes in C order), taken while writing.
+    Returns the CRC-32 of the file's bytes, taken while writing them.
     """
-    with atomic_open(path, "wb") as handle:
+    with atomic_open(path, "wb") as raw:
+        handle = CrcWriter(raw)
         for (name, dtype, shape), array in zip(specs, arrays):
             array = np.require(array, requirements="C")
             if tuple(array.shape) != tuple(shape) or array.dtype != np.dtype(NUMPY_DTYPES[dtype]):
                 raise Pt2MsError(f"{path}: internal error: {name} is {array.dtype}{array.shape}, planned {dtype}{shape}")
             data = memoryview(array.reshape(-1)).cast("B")
             step = SLICE_BYTES - SLICE_BYTES % array.itemsize
-            crc = 0
             for start in range(0, max(len(data), 1), step):
                 piece = data[start:start + step]
                 handle.write(_value_header(name, dtype, shape, len(piece)))
-                crc = write_checksummed(handle, piece, crc)
-            if checksums is not None:
-                checksums[name] = crc
+                handle.write(piece)
+    return handle.crc
 
 
 class _Reader:

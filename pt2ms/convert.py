@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from . import transforms
-from .checkpoint import check_written, open_ms_checkpoint, open_torch_checkpoint
+from .checkpoint import check_file, open_ms_checkpoint, open_torch_checkpoint
 from .ckpt import write_ckpt
 from .errors import Pt2MsError
 from .files import remove_stale_parts
@@ -120,15 +120,14 @@ def convert(config, output_format="ckpt", cast_to=None, allow_nonfinite=False, a
         raise Pt2MsError(f"{config.map_path}: {empty[0].ms_name!r} has no elements (shape {list(empty[0].shape)}), which a "
                          ".ckpt cannot store (it reads back as a scalar); set its entry to null or use --format safetensors")
     remove_stale_parts(path)
-    stats = {"crc": {}, "overflow": {}, "bytes": 0}
+    stats = {"overflow": {}, "bytes": 0}
     specs = [(step.ms_name, step.dtype, step.shape) for step in steps]
     arrays = _produce(steps, tensors, allow_nonfinite, allow_overflow, stats)
     if output_format == "safetensors":
-        write_safetensors(path, specs, arrays, metadata={"format": "ms", "converted_by": "pt2ms"},
-                          checksums=stats["crc"])
+        crc = write_safetensors(path, specs, arrays, metadata={"format": "ms", "converted_by": "pt2ms"})
     else:
-        write_ckpt(path, specs, arrays, checksums=stats["crc"])
-    checked = check_written(path, open_ms_checkpoint(path), stats["crc"], stats["bytes"])
+        crc = write_ckpt(path, specs, arrays)
+    checked = check_file(path, crc, specs)
     used = {name for step in steps for name in step.torch_names}
     ignored_torch = set(map_data.get("ignored", {}).get("torch", {}))
     return {"path": path, "converted": len(steps), "left": left, "bytes": stats["bytes"],

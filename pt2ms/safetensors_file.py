@@ -12,7 +12,7 @@ from functools import partial
 import numpy as np
 
 from .errors import Pt2MsError
-from .files import atomic_open, write_checksummed
+from .files import CrcWriter, atomic_open
 from .tensors import NUMPY_DTYPES, LazyTensor, read_bytes
 
 TO_SAFETENSORS = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
@@ -67,10 +67,10 @@ def _checked_entry(path, name, entry):
     return name, dtype, tuple(shape), offsets[0], offsets[1]
 
 
-def write_safetensors(path, specs, arrays, metadata=None, checksums=None):
+def write_safetensors(path, specs, arrays, metadata=None):
     """Write tensors to `path` atomically; `specs` lists (name, dtype, shape), `arrays` yields the data in order.
 
-    `checksums`, if given, receives each tensor's CRC-32 (of its bytes in C order), taken while writing.
+    Returns the CRC-32 of the file's bytes, taken while writing them.
     """
     header, offset = {}, 0
     for name, dtype, shape in specs:
@@ -81,13 +81,13 @@ def write_safetensors(path, specs, arrays, metadata=None, checksums=None):
         header["__metadata__"] = metadata
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # keeps the data 8-byte aligned, as the format recommends
-    with atomic_open(path, "wb") as handle:
+    with atomic_open(path, "wb") as raw:
+        handle = CrcWriter(raw)
         handle.write(len(encoded).to_bytes(8, "little"))
         handle.write(encoded)
         for (name, dtype, shape), array in zip(specs, arrays):
             array = np.require(array, requirements="C")
             if tuple(array.shape) != tuple(shape) or array.dtype != np.dtype(NUMPY_DTYPES[dtype]):
                 raise Pt2MsError(f"{path}: internal error: {name} is {array.dtype}{array.shape}, planned {dtype}{shape}")
-            crc = write_checksummed(handle, memoryview(array.reshape(-1)).cast("B"))
-            if checksums is not None:
-                checksums[name] = crc
+            handle.write(memoryview(array.reshape(-1)).cast("B"))
+    return handle.crc

@@ -167,6 +167,9 @@ def load_config(path=None):
     except TypeError as error:
         raise Pt2MsError(f"{source}: bad value: {error}") from None
     built["verify"].inputs = [_input_spec(item, source) for item in built["verify"].inputs]
+    if not (PROJECT_ROOT / "configs").is_dir():  # installed with pip: no checkout to hold maps/ and outputs/
+        for key in set(("maps", "outputs")) - set(data.get("paths", {})):
+            setattr(built["paths"], key, base / key)
     config = Config(name=name, source=source, **built)
     if config.torch.checkpoint is None:
         raise Pt2MsError(f"{source}: missing key 'checkpoint' in [torch]")

@@ -122,8 +122,8 @@ def test_wheel_builds_and_the_pt2ms_command_runs_the_four_stages(tmp_path):
     factories = ROOT / "tests" / "tiny_models.py"
     config = project / "tiny.toml"
     config.write_text(f'name = "tiny"\n[torch]\ncheckpoint = "weights.pth"\nmodel = "{factories}:torch_net"\n'
-                      f'[mindspore]\nmodel = "{factories}:ms_net"\n[verify]\ninputs = [[2, 3, 8, 8]]\n'
-                      '[paths]\nmaps = "maps"\noutputs = "outputs"\n')
+                      f'[mindspore]\nmodel = "{factories}:ms_net"\n[verify]\ninputs = [[2, 3, 8, 8]]\n')
+    # No [paths]: installed, maps/ and outputs/ go beside the config, never into site-packages.
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
     results = {}
     for stage in ("show", "map", "convert", "verify"):
@@ -131,7 +131,8 @@ def test_wheel_builds_and_the_pt2ms_command_runs_the_four_stages(tmp_path):
                                         capture_output=True, text=True)
         assert results[stage].returncode == 0, f"pt2ms {stage}: {results[stage].stderr[-2000:]}"
     assert any(line.startswith("agree") for line in results["verify"].stdout.splitlines())
-    assert (project / "outputs" / "tiny" / "tiny.ckpt").is_file()
+    assert (project / "outputs" / "tiny" / "tiny.ckpt").is_file() and (project / "maps" / "tiny.json").is_file()
+    assert not (tmp_path / "site" / "outputs").exists()
     assert json.loads((project / "outputs" / "tiny" / "verify.json").read_text())["agree"] is True
 
 

@@ -110,7 +110,6 @@ def add_ms_layer_types(rows, model_rows):
     return rows
 
 
-
 def _base_type(kind):
     """The type a field's cells convert to: `int | None` -> int; string annotations are looked up by name."""
     if isinstance(kind, str):

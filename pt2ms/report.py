@@ -82,17 +82,16 @@ def markdown(result):
 
 
 def layer_series(result, metric_of):
-    """(x, y) of the layers whose error is positive and finite, and the x of those whose error is exactly 0.
+    """(x, y) of the layers with a finite error, y NaN where it is exactly 0, and the x of those zeros.
 
-    x is the layer's row number in verify.md's table; a layer without a finite figure leaves a gap. Exact
+    x is the layer's row number in verify.md's table; a layer without a finite figure is left out. Exact
     zeros are kept apart: a log scale has no place for them, and clamping them to a small floor drew them
-    as spikes down to that floor, as though they were tiny errors.
+    as spikes down to that floor, as though they were tiny errors. The NaN breaks the line there.
     """
     found = [(index, metric_of(layer).get("relative")) for index, layer in enumerate(result["layers"])
              if metric_of(layer).get("compared")]
     found = [(index, value) for index, value in found if value is not None and math.isfinite(value)]
-    positive = [(index, value) for index, value in found if value > 0]
-    return [index for index, _ in positive], [value for _, value in positive], \
+    return [index for index, _ in found], [value if value > 0 else math.nan for _, value in found], \
         [index for index, value in found if value == 0]
 
 
@@ -105,15 +104,21 @@ def plot(result, path):
 
     figure, axes = plt.subplots(figsize=(10, 4))
     on_axis = axes.get_xaxis_transform()  # x in data, y in axes fractions: zeros sit on the bottom edge
+    axes.set_yscale("log")
+    axes.set_autoscaley_on(False)  # limits set below: all zeros would autoscale to a zero-height axis
+    shown = []
     for metric_of, style, label, zero_y in ((lambda layer: layer, dict(marker="."), "in the full run", 0.03),
                                             (lambda layer: layer.get("isolated", {}),
-                                             dict(marker="x", linestyle=":"), "isolated (own error)", 0.08)):
+                                             dict(marker="x", linestyle=":"), "isolated (own error)", 0.07)):
         xs, ys, zeros = layer_series(result, metric_of)
-        line, = axes.semilogy(xs, ys, label=label, **style)
+        shown += ys
+        line, = axes.plot(xs, ys, label=label, **style)
         if zeros:
             axes.plot(zeros, [zero_y] * len(zeros), transform=on_axis, linestyle="none", marker="v",
                       color=line.get_color(), label=f"{label}: exactly 0", clip_on=False)
     axes.axhline(result["tolerance"], color="red", linewidth=1, label=f"tolerance {result['tolerance']:g}")
+    drawn = [value for value in shown if value > 0] + [result["tolerance"]]
+    axes.set_ylim(min(drawn) / 100, max(drawn) * 3)  # two decades of room below the data for the zeros
     axes.set_xlabel("paired layer (# in verify.md), in PyTorch execution order")
     axes.set_ylabel("max abs error / output scale")
     axes.set_title(f"{result['name']}: per-layer error ({result['verdict']})")

@@ -135,5 +135,6 @@ def test_exact_zeros_are_kept_apart_from_the_log_scale():
     layers = [{"compared": True, "relative": value, "isolated": {"compared": True, "relative": 0.0}}
               for value in (1e-7, 0.0, 3e-6, math.inf, None)]
     xs, ys, zeros = layer_series({"layers": layers}, lambda layer: layer)
-    assert (xs, ys, zeros) == ([0, 2], [1e-7, 3e-6], [1])
-    assert layer_series({"layers": layers}, lambda layer: layer["isolated"]) == ([], [], [0, 1, 2, 3, 4])
+    assert (xs, zeros) == ([0, 1, 2], [1]) and ys[0] == 1e-7 and math.isnan(ys[1]) and ys[2] == 3e-6
+    xs, ys, zeros = layer_series({"layers": layers}, lambda layer: layer["isolated"])
+    assert xs == zeros == [0, 1, 2, 3, 4] and all(map(math.isnan, ys))  # nothing drawn on the log axis

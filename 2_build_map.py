@@ -13,6 +13,7 @@ def stage(args):
     summary = build_map(config)
     matches = summary["matches"]
     cli.wrote(summary["path"])
+    cli.wrote(summary["review"])
     methods = Counter(item.method for item in matches)
     mapped = sum(item.torch is not None for item in matches)
     print(f"mapped {mapped}/{len(matches)} ({', '.join(f'{m} {n}' for m, n in methods.most_common())}), "

@@ -12,6 +12,7 @@ import numpy as np
 
 from .ckpt import read_ckpt
 from .errors import Pt2MsError
+from .files import file_crc
 from .pth import load_pth
 from .safetensors_file import read_safetensors
 from .tensors import LazyTensor
@@ -118,6 +119,19 @@ FULL_CHECK_BYTES = 4 << 30  # above this, the read-back check samples tensors in
 def checksum(array):
     """CRC-32 of an array's bytes in C order."""
     return zlib.crc32(memoryview(np.require(array, requirements="C").reshape(-1)).cast("B"))
+
+
+def check_file(path, crc, specs):
+    """Prove a written file: every byte has the CRC-32 taken while writing, and it opens to the planned tensors."""
+    if file_crc(path) != crc:
+        raise Pt2MsError(f"{path}: read-back check failed: the file on disk differs from what was written")
+    written = open_ms_checkpoint(path)
+    for name, dtype, shape in specs:
+        found = written.get(name)
+        if found is None or found.dtype != dtype or tuple(found.shape) != tuple(shape):
+            raise Pt2MsError(f"{path}: read-back check failed for {name!r}: planned {dtype} {list(shape)}, the file "
+                             f"holds {'nothing' if found is None else f'{found.dtype} {list(found.shape)}'}")
+    return len(specs)
 
 
 def check_written(path, written, checksums, total_bytes):

@@ -15,7 +15,7 @@ from functools import partial
 import numpy as np
 
 from .errors import Pt2MsError
-from .files import atomic_open
+from .files import CrcWriter, atomic_open
 from .tensors import NUMPY_DTYPES, LazyTensor, read_bytes
 
 TO_MS_TYPE = {"float64": "Float64", "float32": "Float32", "float16": "Float16", "bfloat16": "BFloat16",
@@ -53,8 +53,12 @@ def _value_header(name, dtype, shape, content_length):
 
 
 def write_ckpt(path, specs, arrays):
-    """Write tensors to a .ckpt atomically; `specs` lists (name, dtype, shape), `arrays` yields data in order."""
-    with atomic_open(path, "wb") as handle:
+    """Write tensors to a .ckpt atomically; `specs` lists (name, dtype, shape), `arrays` yields data in order.
+
+    Returns the CRC-32 of the file's bytes, taken while writing them.
+    """
+    with atomic_open(path, "wb") as raw:
+        handle = CrcWriter(raw)
         for (name, dtype, shape), array in zip(specs, arrays):
             array = np.require(array, requirements="C")
             if tuple(array.shape) != tuple(shape) or array.dtype != np.dtype(NUMPY_DTYPES[dtype]):
@@ -65,6 +69,7 @@ def write_ckpt(path, specs, arrays):
                 piece = data[start:start + step]
                 handle.write(_value_header(name, dtype, shape, len(piece)))
                 handle.write(piece)
+    return handle.crc
 
 
 class _Reader:

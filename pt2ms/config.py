@@ -21,7 +21,7 @@ DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "efficientnet_b0.toml"
 
 @dataclass
 class TorchSection:
-    checkpoint: Path | None = None     # .pth/.pt/.bin/.safetensors, or a sharded *.index.json
+    checkpoint: Path | None = None     # .pth/.pt/.bin/.safetensors, a sharded *.index.json, or a HF folder
     model: str | None = None           # "package.module:factory" or "path/to/file.py:factory"
     kwargs: dict = field(default_factory=dict)
     state_dict_key: str | None = None  # where the state dict sits in the file; None: found automatically
@@ -167,9 +167,15 @@ def load_config(path=None):
     except TypeError as error:
         raise Pt2MsError(f"{source}: bad value: {error}") from None
     built["verify"].inputs = [_input_spec(item, source) for item in built["verify"].inputs]
+    if not (PROJECT_ROOT / "configs").is_dir():  # installed with pip: no checkout to hold maps/ and outputs/
+        for key in set(("maps", "outputs")) - set(data.get("paths", {})):
+            setattr(built["paths"], key, base / key)
     config = Config(name=name, source=source, **built)
     if config.torch.checkpoint is None:
         raise Pt2MsError(f"{source}: missing key 'checkpoint' in [torch]")
+    if config.torch.checkpoint.is_dir():  # a Hugging Face model folder: its weights file, and maybe its model
+        from .hf import adopt_folder
+        adopt_folder(config.torch)
     if config.mindspore.model is None and config.mindspore.template is None:
         raise Pt2MsError(f"{source}: [mindspore] needs 'model' (a factory) or 'template' (a .ckpt)")
     return config
@@ -210,6 +216,8 @@ def call_factory(spec, kwargs, config_file):
     factory = import_object(spec, config_file)
     try:
         return factory(**kwargs)
+    except Pt2MsError:
+        raise
     except Exception as error:
         raise Pt2MsError(f"{config_file}: factory {spec!r} raised {type(error).__name__}: {error}") from None
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from . import transforms
-from .checkpoint import check_written, checksum, open_ms_checkpoint, open_torch_checkpoint
+from .checkpoint import check_file, open_ms_checkpoint, open_torch_checkpoint
 from .ckpt import write_ckpt
 from .errors import Pt2MsError
 from .files import remove_stale_parts
 from .inventory import from_checkpoint, read_inventory
-from .mapping import parse_value, read_map
+from .mapfile import parse_value, read_map
 from .safetensors_file import write_safetensors
 from .tensors import cast, count_nonfinite
 
@@ -85,7 +85,7 @@ def plan(map_data, map_path, targets, tensors, cast_to=None):
 
 
 def _produce(steps, tensors, allow_nonfinite, allow_overflow, stats):
-    """Yield each step's array: read, check for NaN/Inf, transform, cast; records checksums in stats."""
+    """Yield each step's array: read, check for NaN/Inf, transform, cast; counts bytes in stats."""
     # leave=False: on an error the bar is cleared, so stderr ends with just the one-line message.
     for step in tqdm(steps, desc="converting", unit="tensor", leave=False, disable=None):
         sources = [tensors[name] for name in step.torch_names]
@@ -101,7 +101,6 @@ def _produce(steps, tensors, allow_nonfinite, allow_overflow, stats):
                              f"{overflow} value(s) to inf; pick a wider dtype or pass --allow-overflow")
         if overflow:
             stats["overflow"][step.ms_name] = overflow
-        stats["crc"][step.ms_name] = checksum(array)
         stats["bytes"] += array.nbytes
         yield array
 
@@ -121,14 +120,14 @@ def convert(config, output_format="ckpt", cast_to=None, allow_nonfinite=False, a
         raise Pt2MsError(f"{config.map_path}: {empty[0].ms_name!r} has no elements (shape {list(empty[0].shape)}), which a "
                          ".ckpt cannot store (it reads back as a scalar); set its entry to null or use --format safetensors")
     remove_stale_parts(path)
-    stats = {"crc": {}, "overflow": {}, "bytes": 0}
+    stats = {"overflow": {}, "bytes": 0}
     specs = [(step.ms_name, step.dtype, step.shape) for step in steps]
     arrays = _produce(steps, tensors, allow_nonfinite, allow_overflow, stats)
     if output_format == "safetensors":
-        write_safetensors(path, specs, arrays, metadata={"format": "ms", "converted_by": "pt2ms"})
+        crc = write_safetensors(path, specs, arrays, metadata={"format": "ms", "converted_by": "pt2ms"})
     else:
-        write_ckpt(path, specs, arrays)
-    checked = check_written(path, open_ms_checkpoint(path), stats["crc"], stats["bytes"])
+        crc = write_ckpt(path, specs, arrays)
+    checked = check_file(path, crc, specs)
     used = {name for step in steps for name in step.torch_names}
     ignored_torch = set(map_data.get("ignored", {}).get("torch", {}))
     return {"path": path, "converted": len(steps), "left": left, "bytes": stats["bytes"],

@@ -72,3 +72,18 @@ def make_example_checkpoint(config):
     with atomic_open(config.torch.checkpoint, "wb") as handle:
         torch.save(model.state_dict(), handle)
     return written + [config.torch.checkpoint]
+
+
+def is_bundled_example(config):
+    """True for the configs shipped in configs/ (their checkpoint is made here, not downloaded)."""
+    from .config import DEFAULT_CONFIG
+
+    return config.source.parent == DEFAULT_CONFIG.parent
+
+
+def make_missing_example(config):
+    """Stage 1 on a fresh clone: write a bundled example's seeded checkpoint (and template) if missing; returns paths."""
+    needed = [config.torch.checkpoint] + ([config.mindspore.template] if config.example.template else [])
+    if not is_bundled_example(config) or all(path.is_file() for path in needed):
+        return []
+    return make_example_checkpoint(config)

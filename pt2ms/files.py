@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import tempfile
+import zlib
 from pathlib import Path
 
 
@@ -25,6 +26,36 @@ def atomic_open(path, mode="w", **kwargs):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+CHUNK_BYTES = 4 << 20  # small enough to stay in cache between the checksum and the write
+
+
+class CrcWriter:
+    """A binary file handle that takes the CRC-32 of every byte written through it, chunk by chunk.
+
+    Each chunk is checksummed just before it is written, while it is still in cache: one pass over memory.
+    """
+
+    def __init__(self, handle):
+        self.handle, self.crc = handle, 0
+
+    def write(self, data):
+        data = memoryview(data).cast("B")
+        for start in range(0, len(data), CHUNK_BYTES):
+            piece = data[start:start + CHUNK_BYTES]
+            self.crc = zlib.crc32(piece, self.crc)
+            self.handle.write(piece)
+        return len(data)
+
+
+def file_crc(path):
+    """CRC-32 of a whole file, read in chunks into one reused buffer."""
+    crc, buffer = 0, bytearray(CHUNK_BYTES)
+    with open(path, "rb", buffering=0) as handle:
+        while got := handle.readinto(buffer):
+            crc = zlib.crc32(memoryview(buffer)[:got], crc)
+    return crc
 
 
 def _umask():

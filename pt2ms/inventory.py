@@ -4,12 +4,13 @@ On disk an inventory is a CSV with the columns of `TensorInfo` (shape as a JSON 
 fixed-width txt of the same rows for reading by eye.
 """
 
-import csv
 import dataclasses
-import io
 import json
+import types
+import typing
 from dataclasses import dataclass
 
+from . import tables
 from .ckpt import FROM_MS_TYPE
 from .errors import Pt2MsError
 from .files import write_text
@@ -109,47 +110,97 @@ def add_ms_layer_types(rows, model_rows):
     return rows
 
 
-FIELDS = [field.name for field in dataclasses.fields(TensorInfo)]
+def _base_type(kind):
+    """The type a field's cells convert to: `int | None` -> int; string annotations are looked up by name."""
+    if isinstance(kind, str):
+        kind = {"str": str, "int": int, "float": float, "bool": bool, "tuple": tuple, "list": list}.get(kind, kind)
+    args = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+    return _base_type(args[0]) if args and typing.get_origin(kind) in (typing.Union, types.UnionType) else kind
 
 
-def to_csv_text(rows):
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(FIELDS[:3] + ["numel"] + FIELDS[3:])
+def _to_cell(value, kind):
+    if value is None:
+        return ""
+    if kind in (tuple, list, dict):
+        return json.dumps(list(value) if kind is tuple else value)
+    if kind is bool:
+        return "true" if value else "false"
+    return value  # str cells are escaped by the table writer; numbers go as they are
+
+
+def _from_cell(text, field):
+    kind = _base_type(field.type)
+    if kind is str:
+        return text
+    if text == "":
+        return _default(field)
+    if kind in (tuple, list, dict):
+        value = json.loads(text)
+        return tuple(value) if kind is tuple else value
+    if kind is bool:
+        return {"true": True, "false": False}[text.lower()]
+    return kind(text) if kind in (int, float) else text
+
+
+def _default(field):
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    raise KeyError(f"no value for column {field.name!r}")
+
+
+def to_csv_text(rows, where=""):
+    """The inventory CSV: one column per TensorInfo field (plus numel), every name escaped reversibly."""
+    fields = dataclasses.fields(TensorInfo)
+    records = []
     for row in rows:
-        writer.writerow([row.name, json.dumps(list(row.shape)), row.dtype, row.numel,
-                         row.layer_type, row.path, row.tied_to])
-    return out.getvalue()
+        cells = [_to_cell(getattr(row, field.name), _base_type(field.type)) for field in fields]
+        records.append(cells[:3] + [row.numel] + cells[3:])
+    names = [field.name for field in fields]
+    # numel is derived: written for people, not read back.
+    return tables.to_csv_text(names[:3] + ["numel"] + names[3:], records, where)
 
 
-def to_txt(rows, title):
-    width = max([len(row.name) for row in rows] + [4])
-    lines = [f"# {title}: {len(rows)} tensors, {sum(r.numel for r in rows):,} values",
+def to_txt(rows, title, where=""):
+    """The inventory for reading by eye: fixed-width columns, names escaped as in the CSV (one row, one line)."""
+    names = {row.name: tables.escape(row.name, where, formulas=False) for row in rows}
+    width = max([len(name) for name in names.values()] + [4])
+    lines = [f"# {tables.escape(title, where, formulas=False)}: {len(rows)} tensors, "
+             f"{sum(r.numel for r in rows):,} values",
              f"{'name':<{width}}  {'shape':<22} {'dtype':<9} {'numel':>12}  layer"]
     for row in rows:
         shape = "x".join(map(str, row.shape)) or "scalar"
-        note = f"  (same storage as {row.tied_to})" if row.tied_to else ""
-        lines.append(f"{row.name:<{width}}  {shape:<22} {row.dtype:<9} {row.numel:>12,}  {row.layer_type}{note}")
+        note = f"  (same storage as {tables.escape(row.tied_to, where, formulas=False)})" if row.tied_to else ""
+        layer = tables.escape(row.layer_type, where, formulas=False)
+        lines.append(f"{names[row.name]:<{width}}  {shape:<22} {row.dtype:<9} {row.numel:>12,}  {layer}{note}")
     return "\n".join(lines) + "\n"
 
 
-def write_inventory(rows, stem, title):
-    """Write `<stem>.csv` and `<stem>.txt`; returns the two paths."""
+def inventory_texts(rows, title, where=""):
+    """(CSV text, txt text) of an inventory; refuses a name that is not valid Unicode, naming `where`."""
+    return to_csv_text(rows, where), to_txt(rows, title, where)
+
+
+def write_inventory(rows, stem, title, texts=None):
+    """Write `<stem>.csv` and `<stem>.txt` (from `texts` when already made); returns the two paths."""
+    csv_text, txt_text = texts or inventory_texts(rows, title, stem.with_suffix(".csv"))
     csv_path, txt_path = stem.with_suffix(".csv"), stem.with_suffix(".txt")
-    write_text(csv_path, to_csv_text(rows))
-    write_text(txt_path, to_txt(rows, title))
+    write_text(csv_path, csv_text)
+    write_text(txt_path, txt_text)
     return csv_path, txt_path
 
 
 def read_inventory(path):
-    """Read an inventory CSV written by stage 1."""
+    """Read an inventory CSV written by stage 1 (columns missing from older files take the field's default)."""
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            return [TensorInfo(name=r["name"], shape=tuple(json.loads(r["shape"])), dtype=r["dtype"],
-                               layer_type=r.get("layer_type", ""), path=r.get("path", ""),
-                               tied_to=r.get("tied_to", "")) for r in csv.DictReader(handle)]
+        records = tables.read_csv(path)
     except FileNotFoundError:
         raise Pt2MsError(f"{path}: inventory not found; run stage 1 (1_show.py) first") from None
+    fields = dataclasses.fields(TensorInfo)
+    try:
+        return [TensorInfo(**{field.name: _from_cell(record[field.name], field) if field.name in record
+                              else _default(field) for field in fields}) for record in records]
     except (KeyError, ValueError, TypeError) as error:
         raise Pt2MsError(f"{path}: not an inventory CSV written by stage 1 ({error})") from None
 
@@ -173,7 +224,10 @@ def show(config):
     else:
         ms_rows, ms_source = ms_model_rows, f"model {config.mindspore.model}"
     out = config.output_dir
-    return {
-        "torch": (torch_rows, *write_inventory(torch_rows, out / "torch_params", f"PyTorch {config.torch.checkpoint}")),
-        "mindspore": (ms_rows, *write_inventory(ms_rows, out / "ms_params", f"MindSpore {ms_source}")),
-    }
+    sides = {"torch": (torch_rows, out / "torch_params", f"PyTorch {config.torch.checkpoint}", config.torch.checkpoint),
+             "mindspore": (ms_rows, out / "ms_params", f"MindSpore {ms_source}",
+                           config.mindspore.template or config.mindspore.model)}
+    # Both sides' texts first: a name that cannot be written refuses the run before any file changes.
+    texts = {side: inventory_texts(rows, title, where) for side, (rows, _, title, where) in sides.items()}
+    return {side: (rows, *write_inventory(rows, stem, title, texts[side]))
+            for side, (rows, stem, title, _) in sides.items()}

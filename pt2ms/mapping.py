@@ -12,43 +12,13 @@ File layout (JSON):
                and a rerun keeps it.
 """
 
-import json
-from dataclasses import dataclass
-
 from .errors import Pt2MsError
 from .files import write_json
 from .inventory import read_inventory
+from .tables import write_map_review
+from .mapfile import Entry, parse_value, read_map  # noqa: F401 (re-exported: they lived here)
 from .matching import Match, ignored_reason, match
 from . import transforms
-
-
-@dataclass
-class Entry:
-    """One parsed value of "map"."""
-    torch_names: list      # [] for null
-    transform: str = ""
-    tied: bool = False
-
-
-def parse_value(value, ms_name, where):
-    """Parse one "map" value; raises Pt2MsError naming the entry."""
-    if value is None:
-        return Entry([])
-    if isinstance(value, str):
-        return Entry([value])
-    if isinstance(value, dict):
-        unknown = set(value) - {"torch", "transform", "tied"}
-        source = value.get("torch")
-        names = [source] if isinstance(source, str) else source
-        if unknown or not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise Pt2MsError(f"{where}: entry {ms_name!r} must be a PyTorch name, null, or "
-                             '{"torch": name or [names], "transform": "...", "tied": true}')
-        try:
-            transforms.parse(value.get("transform", ""))
-        except Pt2MsError as error:
-            raise Pt2MsError(f"{where}: entry {ms_name!r}: {error}") from None
-        return Entry(names, value.get("transform", ""), bool(value.get("tied", False)))
-    raise Pt2MsError(f"{where}: entry {ms_name!r} has a {type(value).__name__}; expected a name, null or an object")
 
 
 def to_value(item):
@@ -84,23 +54,6 @@ def check_entry(ms_row, entry, torch_rows):
         via = f" after {entry.transform!r}" if entry.transform else ""
         return f"shape mismatch: MindSpore {list(ms_row.shape)} vs PyTorch {source}{via}"
     return ""
-
-
-def read_map(path):
-    """Read a map file; a JSON syntax error names line and column."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise Pt2MsError(f"{path}: map not found; run stage 2 (2_build_map.py) first") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise Pt2MsError(f"{path}: JSON syntax error at line {error.lineno}, column {error.colno}: {error.msg}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("map"), dict):
-        raise Pt2MsError(f'{path}: a map file needs a top-level object with a "map" object inside')
-    for ms_name, value in data["map"].items():
-        parse_value(value, ms_name, path)
-    return data
 
 
 def split_ignored(ms_rows, torch_rows):
@@ -170,7 +123,8 @@ def build_map(config):
         "suggested": {item.ms_name: to_value(item) for item in fresh},
     }
     write_json(config.map_path, data)
-    return {"path": config.map_path, "matches": matches, "unused": unused, "ignored": ignored,
+    review = write_map_review(config.output_dir / "map_review.csv", matches, ms_all, torch_all)
+    return {"path": config.map_path, "review": review, "matches": matches, "unused": unused, "ignored": ignored,
             "conflicts": conflicts, "kept_edits": sum(item.method == "manual" for item in matches)}
 
 

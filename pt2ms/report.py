@@ -7,6 +7,7 @@ written as null, since JSON has no token for it; "non_finite_ms" / "non_finite_t
 import math
 
 from .files import atomic_open, write_json, write_text
+from .tables import write_verify_layers
 
 VERDICT_WORDS = {
     "agree": "the models agree (to float32 rounding)",
@@ -80,31 +81,48 @@ def markdown(result):
     return "\n".join(lines) + "\n"
 
 
+def layer_series(result, metric_of):
+    """(x, y) of the layers with a finite error, y NaN where it is exactly 0, and the x of those zeros.
+
+    x is the layer's row number in verify.md's table; a layer without a finite figure is left out. Exact
+    zeros are kept apart: a log scale has no place for them, and clamping them to a small floor drew them
+    as spikes down to that floor, as though they were tiny errors. The NaN breaks the line there.
+    """
+    found = [(index, metric_of(layer).get("relative")) for index, layer in enumerate(result["layers"])
+             if metric_of(layer).get("compared")]
+    found = [(index, value) for index, value in found if value is not None and math.isfinite(value)]
+    return [index for index, _ in found], [value if value > 0 else math.nan for _, value in found], \
+        [index for index, value in found if value == 0]
+
+
 def plot(result, path):
-    """Per-layer relative error along the depth of the network, log scale, tolerance drawn in."""
+    """Per-layer relative error along the depth of the network, log scale, exact zeros marked on the x axis."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    floor = 1e-12  # exact agreement would vanish from a log scale
-
-    def points(metric_of):
-        # x is the layer's row number in verify.md's table; a layer without a finite figure leaves a gap.
-        found = [(index, metric_of(layer).get("relative")) for index, layer in enumerate(result["layers"])
-                 if metric_of(layer).get("compared")]
-        found = [(index, value) for index, value in found if value is not None and math.isfinite(value)]
-        return [index for index, _ in found], [max(value, floor) for _, value in found]
-
     figure, axes = plt.subplots(figsize=(10, 4))
-    axes.semilogy(*points(lambda layer: layer), marker=".", label="in the full run")
-    axes.semilogy(*points(lambda layer: layer.get("isolated", {})), marker="x", linestyle=":",
-                  label="isolated (own error)")
+    on_axis = axes.get_xaxis_transform()  # x in data, y in axes fractions: zeros sit on the bottom edge
+    axes.set_yscale("log")
+    axes.set_autoscaley_on(False)  # limits set below: all zeros would autoscale to a zero-height axis
+    shown = []
+    for metric_of, style, label, zero_y in ((lambda layer: layer, dict(marker="."), "in the full run", 0.03),
+                                            (lambda layer: layer.get("isolated", {}),
+                                             dict(marker="x", linestyle=":"), "isolated (own error)", 0.07)):
+        xs, ys, zeros = layer_series(result, metric_of)
+        shown += ys
+        line, = axes.plot(xs, ys, label=label, **style)
+        if zeros:
+            axes.plot(zeros, [zero_y] * len(zeros), transform=on_axis, linestyle="none", marker="v",
+                      color=line.get_color(), label=f"{label}: exactly 0", clip_on=False)
     axes.axhline(result["tolerance"], color="red", linewidth=1, label=f"tolerance {result['tolerance']:g}")
+    drawn = [value for value in shown if value > 0] + [result["tolerance"]]
+    axes.set_ylim(min(drawn) / 100, max(drawn) * 3)  # two decades of room below the data for the zeros
     axes.set_xlabel("paired layer (# in verify.md), in PyTorch execution order")
     axes.set_ylabel("max abs error / output scale")
     axes.set_title(f"{result['name']}: per-layer error ({result['verdict']})")
-    axes.legend(loc="upper left")
+    axes.legend(loc="upper left", fontsize="small")
     figure.tight_layout()
     with atomic_open(path, "wb") as handle:
         figure.savefig(handle, format="png", dpi=100)
@@ -123,11 +141,13 @@ def strict_json(value):
 
 
 def write_reports(result, out_dir):
-    """Write verify.json, verify.md and (when layers were compared) verify_layers.png; returns their paths."""
+    """Write verify.json, verify.md and (with layers) verify_layers.csv and .png; returns their paths."""
     paths = [out_dir / "verify.json", out_dir / "verify.md"]
     write_json(paths[0], strict_json({key: value for key, value in result.items() if key != "files"}))
     write_text(paths[1], markdown(result))
+    if result["layers"]:
+        paths.append(write_verify_layers(out_dir / "verify_layers.csv", result))
     if any(layer.get("compared") for layer in result["layers"]):
         paths.append(out_dir / "verify_layers.png")
-        plot(result, paths[2])
+        plot(result, paths[-1])
     return paths

@@ -21,7 +21,7 @@ from .checkpoint import check_written, checksum, open_ms_checkpoint, open_torch_
 from .errors import Pt2MsError
 from .files import atomic_open
 from .inventory import read_inventory
-from .mapping import parse_value, read_map
+from .mapfile import parse_value, read_map
 from .safetensors_file import write_safetensors
 
 FORMATS = ("pth", "safetensors")

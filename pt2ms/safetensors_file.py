@@ -12,7 +12,7 @@ from functools import partial
 import numpy as np
 
 from .errors import Pt2MsError
-from .files import atomic_open
+from .files import CrcWriter, atomic_open
 from .tensors import NUMPY_DTYPES, LazyTensor, read_bytes
 
 TO_SAFETENSORS = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
@@ -68,7 +68,10 @@ def _checked_entry(path, name, entry):
 
 
 def write_safetensors(path, specs, arrays, metadata=None):
-    """Write tensors to `path` atomically; `specs` lists (name, dtype, shape), `arrays` yields the data in order."""
+    """Write tensors to `path` atomically; `specs` lists (name, dtype, shape), `arrays` yields the data in order.
+
+    Returns the CRC-32 of the file's bytes, taken while writing them.
+    """
     header, offset = {}, 0
     for name, dtype, shape in specs:
         nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(NUMPY_DTYPES[dtype]).itemsize
@@ -78,7 +81,8 @@ def write_safetensors(path, specs, arrays, metadata=None):
         header["__metadata__"] = metadata
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # keeps the data 8-byte aligned, as the format recommends
-    with atomic_open(path, "wb") as handle:
+    with atomic_open(path, "wb") as raw:
+        handle = CrcWriter(raw)
         handle.write(len(encoded).to_bytes(8, "little"))
         handle.write(encoded)
         for (name, dtype, shape), array in zip(specs, arrays):
@@ -86,3 +90,4 @@ def write_safetensors(path, specs, arrays, metadata=None):
             if tuple(array.shape) != tuple(shape) or array.dtype != np.dtype(NUMPY_DTYPES[dtype]):
                 raise Pt2MsError(f"{path}: internal error: {name} is {array.dtype}{array.shape}, planned {dtype}{shape}")
             handle.write(memoryview(array.reshape(-1)).cast("B"))
+    return handle.crc

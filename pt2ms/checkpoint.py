@@ -69,19 +69,42 @@ def _only_tensors(state_dict, path):
 
 
 def _read_sharded(path, trust_pickle):
-    try:
-        weight_map = json.loads(path.read_text())["weight_map"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise Pt2MsError(f"{path}: not a sharded-checkpoint index ({error})") from None
+    weight_map = _weight_map(path)
     shards = {}
     tensors = {}
     for name, shard in weight_map.items():
         if shard not in shards:
-            shards[shard] = open_torch_checkpoint(path.parent / shard, trust_pickle=trust_pickle)
+            shards[shard] = open_torch_checkpoint(_shard_path(path, shard), trust_pickle=trust_pickle)
         if name not in shards[shard]:
             raise Pt2MsError(f"{path}: index names {name!r} in {shard}, which does not hold it")
         tensors[name] = shards[shard][name]
     return tensors
+
+
+def _weight_map(path):
+    """The index's {"weight_map": {tensor name: shard file}}, refused unless it has exactly that structure."""
+    try:
+        weight_map = json.loads(path.read_text(encoding="utf-8"))["weight_map"]
+    except (OSError, UnicodeDecodeError, RecursionError, ValueError, KeyError, TypeError) as error:
+        raise Pt2MsError(f"{path}: not a sharded-checkpoint index ({type(error).__name__}: {str(error)[:100]})") from None
+    if not (isinstance(weight_map, dict) and weight_map
+            and all(isinstance(key, str) and isinstance(value, str) for key, value in weight_map.items())):
+        raise Pt2MsError(f'{path}: "weight_map" must be a non-empty object of tensor name -> shard file name')
+    return weight_map
+
+
+def _shard_path(index, shard):
+    """A shard in the index's folder: never the index itself, another index, or a file outside that folder."""
+    folder = index.parent.resolve()
+    try:
+        resolved = (folder / shard).resolve()
+    except (OSError, RuntimeError, ValueError) as error:  # RuntimeError: a symlink loop on Python 3.11
+        raise Pt2MsError(f"{index}: shard {shard!r}: {error}") from None
+    if not resolved.is_relative_to(folder):
+        raise Pt2MsError(f"{index}: shard {shard!r} lies outside the index's folder {folder}; refused")
+    if resolved.name.endswith(".index.json") or resolved == index.resolve():
+        raise Pt2MsError(f"{index}: shard {shard!r} is an index itself; a shard must be a .safetensors or .bin file")
+    return resolved
 
 
 def open_torch_checkpoint(path, state_dict_key=None, trust_pickle=False):

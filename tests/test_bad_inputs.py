@@ -484,3 +484,140 @@ def test_an_output_folder_linked_outside_is_refused(project, tmp_path_factory):
     (project.parent / "outputs" / "linked").symlink_to(elsewhere, target_is_directory=True)
     assert_refused(project, "1_show.py", names="tiny.toml", says=["outside"])
     assert list(elsewhere.iterdir()) == []
+
+
+# --- configs of the wrong kind: every key checked against one schema when the config is read ---------------
+
+BAD_VALUES = {
+    # (section line it goes under, the line, what the message must say)
+    "inputs_a_number": ("[verify]", "inputs = 5", ["[verify] inputs must be a list"]),
+    "input_not_a_shape": ("[verify]", "inputs = [7]", ["[verify] inputs: input 0 must be a shape list"]),
+    "shape_of_strings": ("[verify]", 'inputs = [["a"]]', ["input 0 shape must be a list of positive integers"]),
+    "shape_too_big": ("[verify]", "inputs = [[100000, 3, 224, 224]]", ["15,052,800,000 values"]),
+    "shape_overflowing_int64": ("[verify]", "inputs = [[4294967296, 4294967296]]", ["values, more than"]),
+    "low_above_high": ("[verify]", 'inputs = [{ shape = [2], dtype = "int64", low = 5, high = 1 }]',
+                       ["low (5) must be below high (1)"]),
+    "seed_a_string": ("[verify]", 'seed = "x"', ["[verify] seed must be an integer"]),
+    "negative_tolerance": ("[verify]", "tolerance = -1.0", ["[verify] tolerance must be a positive number"]),
+    "nan_tolerance": ("[verify]", "tolerance = nan", ["[verify] tolerance must be a positive number"]),
+    "zero_batches": ("[verify]", "batches = 0", ["[verify] batches must be a positive integer"]),
+    "batch_size_bool": ("[verify]", "batch_size = true", ["[verify] batch_size must be a positive integer"]),
+    "kwargs_a_string": ("[torch]", 'kwargs = "width=3"', ["[torch] kwargs must be a table"]),
+    "model_a_number": ("[mindspore]", "template = 3", ["[mindspore] template must be a string"]),
+    "quoted_boolean": ("[verify]", 'layers = "false"', ["[verify] layers must be true or false"]),
+    "path_with_nul": ("[mindspore]", 'template = "a\\u0000b"', ["[mindspore] template must be a string"]),
+    "section_a_string": (None, 'example = "x"', ["[example] must be a table"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_config_value_of_the_wrong_kind(tmp_path, case):
+    from pt2ms.config import load_config
+    from pt2ms.errors import Pt2MsError
+
+    section, line, says = case
+    config = write_config(tmp_path)
+    text = config.read_text()
+    text = text.replace(f"{section}\n", f"{section}\n{line}\n", 1) if section else f"{line}\n{text}"
+    config.write_text(text.replace("inputs = [[2, 3, 8, 8]]\n", "", 1) if "inputs" in line else text)
+    with pytest.raises(Pt2MsError) as caught:
+        load_config(config)
+    message = str(caught.value)
+    assert message.startswith(f"{config}: ") and "\n" not in message
+    for fragment in says:
+        assert fragment in message, message
+
+
+def test_verify_train_table_passes_through(tmp_path):
+    from pt2ms.config import load_config
+
+    config = write_config(tmp_path, extra="[verify.train]\nsteps = 2\n")
+    assert load_config(config).verify.train == {"steps": 2}
+
+
+@pytest.mark.parametrize("damage", ["folder", "not_utf8", "outputs_a_file", "symlink_loop"])
+def test_config_that_cannot_be_read(project, damage):
+    config = project
+    if damage == "folder":
+        config = project.parent / "folder.toml"
+        config.mkdir()
+        says = ["is a folder"]
+    elif damage == "not_utf8":
+        config.write_bytes(config.read_bytes() + b"# \xff\xfe\n")
+        says = ["not UTF-8"]
+    elif damage == "outputs_a_file":
+        set_config(config, 'outputs = "outputs"', 'outputs = "weights.pth"')
+        says = ["[paths] outputs", "is a file"]
+    else:
+        (project.parent / "loop_a").symlink_to(project.parent / "loop_b")
+        (project.parent / "loop_b").symlink_to(project.parent / "loop_a")
+        set_config(config, 'checkpoint = "weights.pth"', 'checkpoint = "loop_a/weights.pth"')
+        says = ["loop"]
+    assert_refused(config, "1_show.py", names=config.name, says=says)
+
+
+# --- maps of the wrong structure --------------------------------------------------------------------------
+
+BAD_MAPS = {
+    # (edit of the map's data, what the message must say)
+    "transform_a_number": (lambda data: data["map"].update({"classifier.weight": {"torch": "fc.weight", "transform": 5}}),
+                           ["entry 'classifier.weight' must be a PyTorch name"]),
+    "tied_a_string": (lambda data: data["map"].update({"classifier.weight": {"torch": "fc.weight", "tied": "yes"}}),
+                      ["entry 'classifier.weight' must be"]),
+    "ignored_a_list": (lambda data: data.update(ignored=["fc.bias"]), ['"ignored" must be']),
+    "ignored_side_a_list": (lambda data: data.update(ignored={"torch": ["fc.bias"]}), ['"ignored" must be']),
+    "suggested_a_string": (lambda data: data.update(suggested="all"), ['"suggested" must be an object']),
+    "long_number": (lambda data: data["map"].update({"classifier.weight": {"torch": "fc.weight",
+                                                                           "transform": f"reshape({'9' * 5000})"}}),
+                    ["entry 'classifier.weight'", "transform of 5,009 characters"]),
+    "number_out_of_range": (lambda data: data["map"].update({"classifier.weight": {
+        "torch": "fc.weight", "transform": f"reshape({2**62}, 4)"}}), ["numbers out of range"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_MAPS.values(), ids=BAD_MAPS.keys())
+@pytest.mark.parametrize("script", ["2_build_map.py", "3_pth2ckpt.py"])
+def test_map_of_the_wrong_structure(project, script, case):
+    edit, says = case
+    map_path = project.parent / "maps" / "tiny.json"
+    data = json.loads(map_path.read_text())
+    edit(data)
+    map_path.write_text(json.dumps(data, indent=2) + "\n")
+    assert_refused(project, script, names="tiny.json", says=says)
+
+
+def test_cat_dim_out_of_range_is_a_conflict_then_refused(project):
+    edit_map(project, **{"classifier.weight": {"torch": ["fc.weight", "fc.weight"], "transform": "cat(7)", "tied": True}})
+    code, _, stderr = run_script("2_build_map.py", "--config", str(project))
+    conflicts = json.loads((project.parent / "maps" / "tiny.json").read_text())["conflicts"]
+    assert code == 0 and [item["ms_name"] for item in conflicts] == ["classifier.weight"], stderr
+    assert "cat(7) does not fit shapes" in conflicts[0]["problem"]
+    assert_refused(project, "3_pth2ckpt.py", names="tiny.json", says=["cat(7) does not fit shapes [[3, 4], [3, 4]]"])
+
+
+@pytest.mark.parametrize("text", ["[" * 20000 + "]" * 20000, '{"map": {"a": ' + "[" * 5000 + "]" * 5000 + "}}",
+                                  '{"map": {}, "x": ' + "9" * 5000 + "}"])
+def test_map_nested_too_deep_or_with_a_huge_number(project, text):
+    (project.parent / "maps" / "tiny.json").write_text(text)
+    assert_refused(project, "3_pth2ckpt.py", names="tiny.json",
+                   says=["nested"] if text.count("[") > 1000 else ["exceeds the limit"])
+
+
+# --- sharded indexes --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("index, says", [
+    ({"weight_map": {"fc.weight": "model.safetensors.index.json"}}, ["is an index itself"]),
+    ({"weight_map": {"fc.weight": "../weights.safetensors"}}, ["outside the index's folder"]),
+    ({"weight_map": {"fc.weight": "/etc/passwd"}}, ["outside the index's folder"]),
+    ({"weight_map": ["fc.weight"]}, ['"weight_map" must be']),
+    ({"weight_map": {"fc.weight": 3}}, ['"weight_map" must be']),
+    ({"weight_map": {}}, ['"weight_map" must be']),
+    ({"metadata": {}}, ["not a sharded-checkpoint index"]),
+    ([1, 2], ["not a sharded-checkpoint index"]),
+])
+def test_bad_sharded_index(project, index, says):
+    shards = project.parent / "shards"
+    shards.mkdir()
+    (shards / "model.safetensors.index.json").write_text(json.dumps(index))
+    set_config(project, 'checkpoint = "weights.pth"', 'checkpoint = "shards/model.safetensors.index.json"')
+    assert_refused(project, "1_show.py", names="model.safetensors.index.json", says=says)

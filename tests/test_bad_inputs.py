@@ -621,3 +621,90 @@ def test_bad_sharded_index(project, index, says):
     (shards / "model.safetensors.index.json").write_text(json.dumps(index))
     set_config(project, 'checkpoint = "weights.pth"', 'checkpoint = "shards/model.safetensors.index.json"')
     assert_refused(project, "1_show.py", names="model.safetensors.index.json", says=says)
+
+
+# --- sizes a file declares: checked against the file and a cap before anything is allocated -----------------
+
+def test_safetensors_header_over_the_cap(safetensors_project, monkeypatch):
+    import pt2ms.safetensors_file
+
+    monkeypatch.setattr(pt2ms.safetensors_file, "MAX_HEADER_BYTES", 1000)
+    header = {f"w{index}": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]} for index in range(100)}
+    (safetensors_project.parent / "weights.safetensors").write_bytes(_safetensors_with_header(header, b"\0" * 4))
+    assert_refused(safetensors_project, "1_show.py", names="weights.safetensors", says=["more than 1,000"])
+
+
+@pytest.mark.parametrize("shape", [[2**32, 2**32], [2**62, 2**62, 4]])
+def test_safetensors_shape_that_overflows_int64(safetensors_project, shape):
+    header = {"w": {"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}}
+    (safetensors_project.parent / "weights.safetensors").write_bytes(_safetensors_with_header(header))
+    assert_refused(safetensors_project, "1_show.py", names="weights.safetensors", says=["out of bounds"])
+
+
+def _varint(value):
+    from pt2ms.ckpt import _varint
+
+    return _varint(value)
+
+
+CKPT_LIES = {
+    # a Value whose inner field claims more bytes than the Value (and the file) hold
+    "tag_length": lambda: b"\x0a" + _varint(4) + b"\x0a" + _varint(2**40) + b"ab",
+    "tensor_length": lambda: b"\x0a" + _varint(6) + b"\x0a\x01w\x12" + _varint(2**62),
+    "dtype_name_length": lambda: b"\x0a" + _varint(9) + b"\x0a\x01w\x12\x04\x12" + _varint(2**30) + b"F",
+    "content_length": lambda: b"\x0a" + _varint(13) + b"\x0a\x01w\x12\x08\x08\x01\x12\x01F\x1a" + _varint(2**50),
+}
+
+
+@pytest.mark.parametrize("lie", CKPT_LIES.values(), ids=CKPT_LIES.keys())
+def test_ckpt_field_length_that_lies(template_project, lie):
+    path = template_project.parent / "template.ckpt"
+    path.chmod(0o600)
+    path.write_bytes(lie())
+    assert_refused(template_project, "1_show.py", names="template.ckpt", says=["corrupt MindSpore checkpoint"])
+
+
+def test_deflated_data_pkl_bomb(project):
+    import resource
+    import zipfile
+
+    path = project.parent / "weights.pth"
+    source = zipfile.ZipFile(path)
+    members = [(info.filename, source.read(info)) for info in source.infolist()]
+    with zipfile.ZipFile(path, "w") as out:
+        for name, data in members:
+            bomb = name.endswith("data.pkl")
+            out.writestr(name, data + b"\0" * (300 << 20) if bomb else data,
+                         compress_type=zipfile.ZIP_DEFLATED if bomb else zipfile.ZIP_STORED)
+    assert path.stat().st_size < 1 << 20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert_refused(project, "1_show.py", names="weights.pth", says=["decompression bomb"])
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 100 << 10  # KiB: under 100 MB more
+
+
+def test_legacy_pth_whose_lists_share_references(project):
+    from pt2ms.checkpoint import open_torch_checkpoint
+
+    shared = [torch.zeros(1)]
+    for _ in range(60):  # 2**60 paths through 61 lists
+        shared = [shared, shared]
+    path = project.parent / "weights.pth"
+    torch.save({"w": torch.ones(2), "junk": shared}, path, _use_new_zipfile_serialization=False)
+    assert path.stat().st_size < 2000
+    assert list(open_torch_checkpoint(path)) == ["w"]
+
+
+@pytest.mark.parametrize("zip_format", [False, True])
+def test_20000_nested_dicts(project, zip_format):
+    nested = {}
+    for _ in range(20000):
+        nested = {"a": nested}
+    path = project.parent / "weights.pth"
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(50000)  # torch.save pickles recursively
+    try:
+        torch.save({"deep": nested}, path, _use_new_zipfile_serialization=zip_format)
+    finally:
+        sys.setrecursionlimit(limit)
+    says = ["holds no tensors"] if zip_format else ["nested over 100 levels deep"]
+    assert_refused(project, "1_show.py", names="weights.pth", says=says)

@@ -7,6 +7,7 @@ conversion mid-write and checks that the previous .ckpt survives.
 """
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -708,3 +709,143 @@ def test_20000_nested_dicts(project, zip_format):
         sys.setrecursionlimit(limit)
     says = ["holds no tensors"] if zip_format else ["nested over 100 levels deep"]
     assert_refused(project, "1_show.py", names="weights.pth", says=says)
+
+
+# --- errors of the system and of the user's own code, turned into one line at the boundary ------------------
+
+BROKEN_DATASET = '''\
+from tests.broken_models import MyDataset
+
+
+class Broken(MyDataset):
+    def __getitem__(self, index):
+        if index == 3:
+            raise ValueError("sample 3 is unreadable")
+        return super().__getitem__(index)
+'''
+
+
+def test_dataset_that_raises_mid_iteration(project):
+    (project.parent / "data.py").write_text(BROKEN_DATASET)
+    set_config(project, "inputs = [[2, 3, 8, 8]]", 'dataset = "data.py:Broken"\nbatch_size = 2\nbatches = 3')
+    assert_refused(project, "4_verify.py", names="tiny.toml",
+                   says=["dataset 'data.py:Broken' failed while reading samples: ValueError: sample 3 is unreadable"])
+
+
+@pytest.fixture
+def read_only_outputs(project):
+    out = project.parent / "outputs" / "tiny"
+    mode = out.stat().st_mode
+    out.chmod(0o555)
+    if os.access(out, os.W_OK):  # root ignores permissions
+        out.chmod(mode)
+        pytest.skip("running as root: a read-only folder is still writable")
+    yield project
+    out.chmod(mode)
+
+
+@pytest.mark.parametrize("script", ["1_show.py", "3_pth2ckpt.py", "4_verify.py"])
+def test_read_only_output_folder(read_only_outputs, script):
+    assert_refused(read_only_outputs, script, names="outputs/tiny", says=["permission denied"])
+
+
+def test_output_path_that_is_a_folder(project):
+    ckpt = project.parent / "outputs" / "tiny" / "tiny.ckpt"
+    ckpt.unlink()
+    ckpt.mkdir()
+    assert_refused(project, "3_pth2ckpt.py", names="tiny.ckpt", says=["cannot write it", "directory"])
+
+
+def test_file_size_limit_while_writing(project):
+    """`ulimit -f` (or a full disk): the write fails with EFBIG; Python ignores SIGXFSZ, so it is an OSError."""
+    script = (f"import resource, sys; sys.path.insert(0, {str(ROOT)!r}); import runpy; "
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100)); "
+              f"sys.argv = ['3_pth2ckpt.py', '--config', {str(project)!r}]; "
+              f"runpy.run_path({str(ROOT / '3_pth2ckpt.py')!r}, run_name='__main__')")
+    before = snapshot(project.parent)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert "tiny.ckpt: cannot write it (File too large)" in done.stderr
+    assert snapshot(project.parent) == before
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path):
+    config, out = _big_conversion(tmp_path)
+    process = subprocess.Popen([sys.executable, str(ROOT / "3_pth2ckpt.py"), "--config", str(config)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_growing_part(process, out)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+        (tmp_path / "big.pth").unlink()
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert stderr.splitlines()[-1] == "terminated: earlier outputs are untouched"
+    assert list(out.glob("*.part")) + list(out.glob(".*.part")) == []
+    assert not (out / "big.ckpt").exists()
+
+
+def test_second_run_on_one_config_is_refused_while_the_first_writes(tmp_path):
+    config, out = _big_conversion(tmp_path)
+    process = subprocess.Popen([sys.executable, str(ROOT / "3_pth2ckpt.py"), "--config", str(config)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        part = _wait_for_growing_part(process, out)
+        code, _, stderr = run_script("3_pth2ckpt.py", "--config", str(config))
+        assert part.exists(), "the second run deleted the first one's live .part"
+        _, first_stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        process.wait()
+        (tmp_path / "big.pth").unlink()
+    assert code == 2 and stderr.count("\n") == 1 and "another pt2ms run on this config is writing here" in stderr
+    assert process.returncode == 0, first_stderr
+    assert (out / "big.ckpt").is_file() and list(out.glob(".*.part")) == []
+    (out / "big.ckpt").unlink()
+
+
+def test_a_part_is_removed_only_when_its_writer_is_gone(tmp_path):
+    from pt2ms.files import remove_stale_parts
+
+    target = tmp_path / "a.ckpt"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        live = tmp_path / f".a.ckpt.{sleeper.pid}.x1.part"
+        live.write_bytes(b"live")
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        dead = tmp_path / f".a.ckpt.{int(gone.stdout)}.x2.part"
+        dead.write_bytes(b"dead")
+        assert remove_stale_parts(target) == 1
+        assert live.exists() and not dead.exists()
+    finally:
+        sleeper.communicate(b"")
+
+
+def _big_conversion(tmp_path):
+    """A project whose stage 3 writes 400 MB, slowly enough to be caught mid-write."""
+    from pt2ms.inventory import TensorInfo, to_csv_text
+
+    names, shape = [f"layers.{index}.weight" for index in range(40)], (1024, 2560)
+    torch.save({name: torch.full(shape, float(index)) for index, name in enumerate(names)}, tmp_path / "big.pth")
+    config = write_config(tmp_path, name="big", checkpoint="big.pth")
+    out = tmp_path / "outputs" / "big"
+    out.mkdir(parents=True)
+    (out / "ms_params.csv").write_text(to_csv_text([TensorInfo(name, shape, "float32") for name in names]))
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "maps" / "big.json").write_text(json.dumps({"map": {name: name for name in names}}, indent=2))
+    return config, out
+
+
+def _wait_for_growing_part(process, out):
+    sizes, deadline = [], time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        parts = list(out.glob(".big.ckpt.*.part"))
+        if parts:
+            sizes.append(parts[0].stat().st_size)
+            if len(sizes) >= 2 and 0 < sizes[-2] < sizes[-1]:
+                return parts[0]
+        time.sleep(0.005)
+    raise AssertionError(f"no growing .part seen (exit {process.poll()}, sizes {sizes})")

@@ -118,10 +118,10 @@ def open_torch_checkpoint(path, state_dict_key=None, trust_pickle=False):
         tensors = read_safetensors(path)
         if not tensors:
             raise Pt2MsError(f"{path}: the checkpoint holds no tensors")
-        return tensors
+        return _checked_names(tensors, path)
     loaded = load_pth(path, trust_pickle)
     state_dict, _ = find_state_dict(loaded, path, state_dict_key)
-    return _only_tensors(state_dict, path)
+    return _checked_names(_only_tensors(state_dict, path), path)
 
 
 def open_ms_checkpoint(path):
@@ -132,6 +132,19 @@ def open_ms_checkpoint(path):
     tensors = read_safetensors(path) if path.suffix == ".safetensors" else read_ckpt(path)
     if not tensors:
         raise Pt2MsError(f"{path}: the checkpoint holds no tensors")
+    return _checked_names(tensors, path)
+
+
+def _checked_names(tensors, path):
+    """Refuse tensor names that no text file can hold: not strings, or not valid Unicode (lone surrogates)."""
+    for name in tensors:
+        if not isinstance(name, str):
+            raise Pt2MsError(f"{path}: a tensor name is a {type(name).__name__} ({str(name)[:60]!r}), not a string")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Pt2MsError(f"{path}: tensor name {name[:100]!r} is not valid Unicode; rename it in the "
+                             "checkpoint") from None
     return tensors
 
 

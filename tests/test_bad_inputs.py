@@ -849,3 +849,11 @@ def _wait_for_growing_part(process, out):
                 return parts[0]
         time.sleep(0.005)
     raise AssertionError(f"no growing .part seen (exit {process.poll()}, sizes {sizes})")
+
+
+@pytest.mark.parametrize("name", ["fc.\udc80weight", b"fc.weight", 7])
+def test_tensor_name_that_is_not_valid_unicode_or_not_a_string(project, name):
+    state = randomized_state_dict(torch_net())
+    state[name] = torch.zeros(2)
+    torch.save(state, project.parent / "weights.pth")
+    assert_refused(project, "1_show.py", names="weights.pth", says=["tensor name"])

@@ -29,7 +29,7 @@ def parser(description):
 
 
 # Locks on output folders taken by load() during a run; run() releases them when the stage ends.
-_held_locks = []
+_held_locks = contextlib.ExitStack()
 
 
 def load(args):
@@ -38,12 +38,12 @@ def load(args):
     Also locks the run's output folder, so that a second run on the same config is refused while this one writes.
     """
     from .config import load_config
-    from .files import lock_folder
+    from .files import locked_folder
 
     config = load_config(args.config)
     if args.trust_pickle:
         config.torch.trust_pickle = True
-    _held_locks.append(lock_folder(config.output_dir))
+    _held_locks.enter_context(locked_folder(config.output_dir))
     return config
 
 
@@ -91,9 +91,7 @@ def run(stage, argv, build_parser):
         return EXIT_TERMINATED
     finally:
         _install(signal.SIGTERM, previous)
-        while _held_locks:
-            with contextlib.suppress(OSError):
-                os.close(_held_locks.pop())
+        _held_locks.close()
 
 
 def _install(signum, handler):

@@ -79,13 +79,26 @@ def remove_stale_parts(path):
     return stale
 
 
-def lock_folder(folder):
-    """Take an exclusive lock on `folder` (created if missing) for as long as the returned fd stays open.
+@contextlib.contextmanager
+def locked_folder(folder):
+    """Hold an exclusive lock on `folder` (created if missing, removed again if it stayed empty) in the block.
 
     The folder itself is locked (flock on its descriptor), so no lock file is left beside the artifacts. A
     second run on the same folder is refused at once rather than left waiting.
     """
     folder = Path(folder)
+    created = not folder.exists()
+    fd = _lock(folder)
+    try:
+        yield folder
+    finally:
+        os.close(fd)
+        if created:
+            with contextlib.suppress(OSError):  # not empty: the run wrote something there
+                folder.rmdir()
+
+
+def _lock(folder):
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)

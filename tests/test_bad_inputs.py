@@ -857,3 +857,10 @@ def test_tensor_name_that_is_not_valid_unicode_or_not_a_string(project, name):
     state[name] = torch.zeros(2)
     torch.save(state, project.parent / "weights.pth")
     assert_refused(project, "1_show.py", names="weights.pth", says=["tensor name"])
+
+
+def test_a_refused_first_run_leaves_no_output_folder(tiny_project):
+    (tiny_project.parent / "weights.pth").unlink()
+    code, _, stderr = run_script("1_show.py", "--config", str(tiny_project))
+    assert code == 2 and "checkpoint file not found" in stderr
+    assert not (tiny_project.parent / "outputs" / "tiny").exists()

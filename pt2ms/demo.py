@@ -56,7 +56,7 @@ def make_example_checkpoint(config):
     import torch
 
     from .config import import_object
-    from .verify import make_inputs
+    from .models import make_inputs
 
     written = []
     if config.example.template:

@@ -9,99 +9,17 @@ something else" apart from "this layer inherits a difference".
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm import tqdm
 
 from . import compare, transforms
-from .checkpoint import open_torch_checkpoint
-from .config import build_ms_model, build_torch_model
 from .errors import Pt2MsError
-from .inventory import WRAPPER_PREFIXES, read_inventory
+from .inventory import read_inventory
+from .isolation import run_ms_cell
 from .mapping import parse_value, read_map
-
-NUMPY_INPUT_DTYPES = {"float32": np.float32, "float16": np.float16, "float64": np.float64,
-                      "int64": np.int64, "int32": np.int32, "bool": np.bool_}
-
-
-def make_inputs(specs, seed, source="the config"):
-    """Seeded inputs: normal(0, 1) floats, uniform integers in [low, high)."""
-    rng = np.random.default_rng(seed)
-    arrays = []
-    for index, spec in enumerate(specs):
-        dtype = NUMPY_INPUT_DTYPES.get(spec.dtype)
-        if dtype is None:
-            raise Pt2MsError(f"input dtype {spec.dtype!r} is not supported (use one of {', '.join(NUMPY_INPUT_DTYPES)})")
-        if any(size < 1 for size in spec.shape):
-            # An input without values gives outputs without values: the run would verify nothing.
-            raise Pt2MsError(f"{source}: [verify] inputs: input {index} has shape {list(spec.shape)}; "
-                             "give every dimension a size of at least 1")
-        if np.issubdtype(dtype, np.floating):
-            arrays.append(rng.standard_normal(spec.shape).astype(dtype))
-        else:
-            arrays.append(rng.integers(spec.low, spec.high, size=spec.shape).astype(dtype))
-    return arrays
-
-
-# --- loading both models -------------------------------------------------------------------------------
-
-def _strip_to_known(name, known):
-    while name not in known:
-        prefix = next((p for p in WRAPPER_PREFIXES if name.startswith(p)), None)
-        if prefix is None:
-            break
-        name = name[len(prefix):]
-    return name
-
-
-def load_torch(config):
-    """The PyTorch model with the checkpoint loaded strictly (wrapper prefixes such as module. dropped)."""
-    import torch
-
-    model = build_torch_model(config)
-    expected = model.state_dict()
-    state = {}
-    for name, tensor in open_torch_checkpoint(config.torch.checkpoint, config.torch.state_dict_key,
-                                              config.torch.trust_pickle).items():
-        array = tensor.read()
-        value = torch.from_numpy(array).view(torch.bfloat16) if tensor.dtype == "bfloat16" else torch.from_numpy(array)
-        state[_strip_to_known(name, expected)] = value
-    missing = [name for name in expected if name not in state]
-    unexpected = [name for name in state if name not in expected]
-    if missing or unexpected:
-        raise Pt2MsError(f"{config.torch.checkpoint}: does not fit the PyTorch model {config.torch.model}: "
-                         f"missing {missing[:3]}, unexpected {unexpected[:3]}")
-    model.load_state_dict(state, strict=True)
-    return model.eval()
-
-
-def load_ms(config, ckpt_path, map_data):
-    """The MindSpore model with the converted checkpoint loaded; fails on anything not loaded by mistake."""
-    import mindspore as ms
-
-    net = build_ms_model(config)
-    try:
-        params = ms.load_checkpoint(str(ckpt_path), format=ckpt_path.suffix.lstrip("."))
-    except Exception as error:
-        raise Pt2MsError(f"{ckpt_path}: MindSpore cannot load it ({str(error).splitlines()[0]}); run stage 3 first") from None
-    names = {parameter.name for parameter in net.get_parameters()}
-    # A checkpoint written for a training wrapper's names (optimizer.x) loads into the bare model as x.
-    params = {_strip_to_known(name, names): value for name, value in params.items()}
-    dtypes = {name: str(value.dtype) for name, value in params.items()}
-    param_not_load, ckpt_not_load = ms.load_param_into_net(net, params, strict_load=True)
-    deliberate = {_strip_to_known(name, names) for name, value in map_data["map"].items() if value is None}
-    missing = [name for name in param_not_load if name not in deliberate]
-    if missing or ckpt_not_load:
-        raise Pt2MsError(f"{ckpt_path}: does not fit the MindSpore model: not loaded {missing[:5]}, "
-                         f"unused in the checkpoint {list(ckpt_not_load)[:5]}")
-    notes = [f"{name}: checkpoint holds {dtypes[name]}, the model casts it to {parameter.dtype}"
-             for name, parameter in net.parameters_dict().items()
-             if name in dtypes and dtypes[name] != str(parameter.dtype)]
-    notes += [f"{name}: left at its initial value (null in the map)" for name in param_not_load]
-    net.set_train(False)
-    return net, notes
-
+from .models import load_ms, load_torch, make_inputs, strip_to_known
+from .recording import ms_numpy, record_ms, record_torch, torch_numpy
 
 # --- pairing layers through the map --------------------------------------------------------------------
 
@@ -117,7 +35,7 @@ def pair_layers(ms_rows, map_data, module_names, cell_names):
         if any(op in ("chunk", "cat") for op, _ in transforms.parse(entry.transform)):
             continue  # a piece of a fused layer computes part of the other's output: nothing to compare 1:1
         for torch_name in entry.torch_names:
-            owner = _strip_to_known(torch_name.rpartition(".")[0], module_names)
+            owner = strip_to_known(torch_name.rpartition(".")[0], module_names)
             if cell in cell_names and owner in module_names and cell and owner:
                 votes[(cell, owner)] += 1
     pairs, taken_cells, taken_modules = [], set(), set()
@@ -127,56 +45,6 @@ def pair_layers(ms_rows, map_data, module_names, cell_names):
             taken_cells.add(cell)
             taken_modules.add(owner)
     return pairs
-
-
-# --- recording -----------------------------------------------------------------------------------------
-
-@dataclass
-class Record:
-    inputs: list = None
-    output: list = None
-    calls: int = 0
-
-
-@dataclass
-class Recorder:
-    """Forward hooks: inputs and outputs of watched layers (first call), and the order modules ran in."""
-    watched: set
-    records: dict = field(default_factory=dict)
-    order: list = field(default_factory=list)
-    enabled: bool = True
-
-    def hook(self, name, to_numpy):
-        def record(_layer, inputs, output):
-            if not self.enabled:
-                return
-            self.order.append(name)
-            if name not in self.watched:
-                return
-            record_ = self.records.setdefault(name, Record())
-            record_.calls += 1
-            if record_.calls == 1:
-                record_.inputs = [to_numpy(x) for _, x in compare.flatten(tuple(inputs)) if _is_array(x)]
-                record_.output = [to_numpy(x) for _, x in compare.flatten(output) if _is_array(x)]
-        return record
-
-
-def _is_array(value):
-    return hasattr(value, "shape") and hasattr(value, "dtype")
-
-
-def torch_numpy(tensor):
-    # A copy: an in-place op later in forward (ReLU(inplace=True)) would otherwise rewrite what we recorded.
-    tensor = tensor.detach()
-    return (tensor.float() if tensor.is_floating_point() else tensor).numpy().copy()
-
-
-def ms_numpy(tensor):
-    import mindspore as ms
-
-    if tensor.dtype in (ms.bfloat16, ms.float16):
-        tensor = tensor.astype(ms.float32)
-    return tensor.asnumpy()
 
 
 def _joined(arrays, shapes_from=None):
@@ -229,17 +97,6 @@ def _shape_note(metric):
     return {}
 
 
-def _isolate(cell, record):
-    """Run a MindSpore cell on the inputs its PyTorch partner recorded; its output arrays, or None."""
-    import mindspore as ms
-
-    try:
-        out = cell(*[ms.Tensor(x) for x in record.inputs])
-    except Exception:
-        return None
-    return [ms_numpy(x) for _, x in compare.flatten(out) if _is_array(x)]
-
-
 def _layer_metric(ms_arrays, torch_arrays):
     """Metrics over all of a layer's arrays joined; arrays that changed size are a difference, not a skip."""
     extra = len(ms_arrays) - len(torch_arrays)
@@ -275,42 +132,28 @@ def _compared_layer(ms_record, torch_record, tolerance):
 
 def compare_layers(model, net, inputs, pairs, tolerance, isolate=True):
     """Per-layer metrics in PyTorch execution order, with inputs compared and isolation results."""
-    import mindspore as ms
-    import torch
-
     modules, cells = dict(model.named_modules()), dict(net.cells_and_names())
-    torch_rec = Recorder({owner for _, owner in pairs})
-    ms_rec = Recorder({cell for cell, _ in pairs})
-    handles = [module.register_forward_hook(torch_rec.hook(name, torch_numpy))
-               for name, module in modules.items() if name]
-    handles += [cells[cell].register_forward_hook(ms_rec.hook(cell, ms_numpy)) for cell, _ in pairs]
-    try:
-        with torch.no_grad():
-            model(*[torch.from_numpy(x) for x in inputs])
-        net(*[ms.Tensor(x) for x in inputs])
-        ms_rec.enabled = False
-        by_owner = {owner: cell for cell, owner in pairs}
-        executed = [name for name in dict.fromkeys(torch_rec.order) if name in by_owner]
-        layers = []
-        for owner in tqdm(executed, desc="layers", unit="layer", leave=False, disable=None):
-            cell = by_owner[owner]
-            torch_record, ms_record = torch_rec.records[owner], ms_rec.records.get(cell)
-            layer = {"torch": owner, "mindspore": cell, "torch_type": type(modules[owner]).__name__,
-                     "mindspore_type": type(cells[cell]).__name__, "calls": torch_record.calls}
-            if ms_record is None:
-                layer.update(compared=0, verdict="not compared", note="the MindSpore cell never ran")
-                layers.append(layer)
-                continue
-            layer.update(_compared_layer(ms_record, torch_record, tolerance))
-            if isolate:
-                alone = _isolate(cells[cell], torch_record)
-                layer["isolated"] = _layer_metric(alone, torch_record.output) if alone is not None else \
-                    {"compared": 0, "note": "the cell does not take the PyTorch module's inputs"}
-                layer["isolated"]["verdict"] = compare.verdict(layer["isolated"], tolerance)
+    torch_rec, _ = record_torch(model, inputs, {owner for _, owner in pairs})
+    ms_rec, _ = record_ms(net, inputs, {cell for cell, _ in pairs})
+    by_owner = {owner: cell for cell, owner in pairs}
+    executed = [name for name in dict.fromkeys(torch_rec.order) if name in by_owner]
+    layers = []
+    for owner in tqdm(executed, desc="layers", unit="layer", leave=False, disable=None):
+        cell = by_owner[owner]
+        torch_record, ms_record = torch_rec.records[owner], ms_rec.records.get(cell)
+        layer = {"torch": owner, "mindspore": cell, "torch_type": type(modules[owner]).__name__,
+                 "mindspore_type": type(cells[cell]).__name__, "calls": torch_record.calls}
+        if ms_record is None:
+            layer.update(compared=0, verdict="not compared", note="the MindSpore cell never ran")
             layers.append(layer)
-    finally:
-        for handle in handles:
-            handle.remove()
+            continue
+        layer.update(_compared_layer(ms_record, torch_record, tolerance))
+        if isolate:
+            alone = run_ms_cell(cells[cell], torch_record.inputs)
+            layer["isolated"] = _layer_metric(alone, torch_record.output) if alone is not None else \
+                {"compared": 0, "note": "the cell does not take the PyTorch module's inputs"}
+            layer["isolated"]["verdict"] = compare.verdict(layer["isolated"], tolerance)
+        layers.append(layer)
     _mark_boundaries(layers)
     parameter_free = {name for name, module in modules.items()
                       if name and not any(True for _ in module.parameters(recurse=False))

@@ -87,15 +87,17 @@ def locked_folder(folder):
     second run on the same folder is refused at once rather than left waiting.
     """
     folder = Path(folder)
-    created = not folder.exists()
+    created = [path for path in (folder, *folder.parents) if not path.exists()]  # innermost first
     fd = _lock(folder)
     try:
         yield folder
     finally:
         os.close(fd)
-        if created:
-            with contextlib.suppress(OSError):  # not empty: the run wrote something there
-                folder.rmdir()
+        try:
+            for path in created:
+                path.rmdir()
+        except OSError:  # not empty: the run wrote something there
+            pass
 
 
 def _lock(folder):

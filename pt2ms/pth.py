@@ -16,6 +16,7 @@ import pickle
 import pickletools
 import re
 import struct
+import warnings
 import zipfile
 from functools import partial
 
@@ -248,7 +249,9 @@ def load_with_torch(path, trust_pickle):
     import torch
 
     try:
-        with torch.serialization.safe_globals(_legacy_safe_globals()):
+        # A damaged file can make torch warn (e.g. about a pickle protocol) on stderr, beside our one line.
+        with torch.serialization.safe_globals(_legacy_safe_globals()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             loaded = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as error:
         refused = _refused_global(path, str(error))

@@ -207,3 +207,20 @@ def test_fuzz_map(base, memory_baseline, data):
     original = _read(base, "maps/tiny.json")
     content = data.draw(st.one_of(json_type_swapped(original), mutated(original)))
     check_stage(base, memory_baseline, "3_pth2ckpt.py", "maps/tiny.json", content)
+
+
+def test_a_damaged_legacy_pth_warns_nothing_beside_the_one_line(base):
+    """torch warns about an odd pickle protocol through `warnings`, which a terminal would show on stderr."""
+    import warnings
+
+    from pt2ms.checkpoint import open_torch_checkpoint
+
+    data = bytearray(_read(base, "legacy.pth"))
+    data[1] = 77  # the first pickle's protocol byte
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "legacy.pth"
+        path.write_bytes(bytes(data))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert list(open_torch_checkpoint(path)) == list(randomized_state_dict(torch_net()))  # torch reads it
+    assert [str(warning.message) for warning in caught] == []

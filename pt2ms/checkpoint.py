@@ -70,19 +70,42 @@ def _only_tensors(state_dict, path):
 
 
 def _read_sharded(path, trust_pickle):
-    try:
-        weight_map = json.loads(path.read_text())["weight_map"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise Pt2MsError(f"{path}: not a sharded-checkpoint index ({error})") from None
+    weight_map = _weight_map(path)
     shards = {}
     tensors = {}
     for name, shard in weight_map.items():
         if shard not in shards:
-            shards[shard] = open_torch_checkpoint(path.parent / shard, trust_pickle=trust_pickle)
+            shards[shard] = open_torch_checkpoint(_shard_path(path, shard), trust_pickle=trust_pickle)
         if name not in shards[shard]:
             raise Pt2MsError(f"{path}: index names {name!r} in {shard}, which does not hold it")
         tensors[name] = shards[shard][name]
     return tensors
+
+
+def _weight_map(path):
+    """The index's {"weight_map": {tensor name: shard file}}, refused unless it has exactly that structure."""
+    try:
+        weight_map = json.loads(path.read_text(encoding="utf-8"))["weight_map"]
+    except (OSError, UnicodeDecodeError, RecursionError, ValueError, KeyError, TypeError) as error:
+        raise Pt2MsError(f"{path}: not a sharded-checkpoint index ({type(error).__name__}: {str(error)[:100]})") from None
+    if not (isinstance(weight_map, dict) and weight_map
+            and all(isinstance(key, str) and isinstance(value, str) for key, value in weight_map.items())):
+        raise Pt2MsError(f'{path}: "weight_map" must be a non-empty object of tensor name -> shard file name')
+    return weight_map
+
+
+def _shard_path(index, shard):
+    """A shard in the index's folder: never the index itself, another index, or a file outside that folder."""
+    folder = index.parent.resolve()
+    try:
+        resolved = (folder / shard).resolve()
+    except (OSError, RuntimeError, ValueError) as error:  # RuntimeError: a symlink loop on Python 3.11
+        raise Pt2MsError(f"{index}: shard {shard!r}: {error}") from None
+    if not resolved.is_relative_to(folder):
+        raise Pt2MsError(f"{index}: shard {shard!r} lies outside the index's folder {folder}; refused")
+    if resolved.name.endswith(".index.json") or resolved == index.resolve():
+        raise Pt2MsError(f"{index}: shard {shard!r} is an index itself; a shard must be a .safetensors or .bin file")
+    return resolved
 
 
 def open_torch_checkpoint(path, state_dict_key=None, trust_pickle=False):
@@ -96,10 +119,10 @@ def open_torch_checkpoint(path, state_dict_key=None, trust_pickle=False):
         tensors = read_safetensors(path)
         if not tensors:
             raise Pt2MsError(f"{path}: the checkpoint holds no tensors")
-        return tensors
+        return _checked_names(tensors, path)
     loaded = load_pth(path, trust_pickle)
     state_dict, _ = find_state_dict(loaded, path, state_dict_key)
-    return _only_tensors(state_dict, path)
+    return _checked_names(_only_tensors(state_dict, path), path)
 
 
 def open_ms_checkpoint(path):
@@ -110,6 +133,19 @@ def open_ms_checkpoint(path):
     tensors = read_safetensors(path) if path.suffix == ".safetensors" else read_ckpt(path)
     if not tensors:
         raise Pt2MsError(f"{path}: the checkpoint holds no tensors")
+    return _checked_names(tensors, path)
+
+
+def _checked_names(tensors, path):
+    """Refuse tensor names that no text file can hold: not strings, or not valid Unicode (lone surrogates)."""
+    for name in tensors:
+        if not isinstance(name, str):
+            raise Pt2MsError(f"{path}: a tensor name is a {type(name).__name__} ({str(name)[:60]!r}), not a string")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Pt2MsError(f"{path}: tensor name {name[:100]!r} is not valid Unicode; rename it in the "
+                             "checkpoint") from None
     return tensors
 
 

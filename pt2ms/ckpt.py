@@ -23,6 +23,8 @@ TO_MS_TYPE = {"float64": "Float64", "float32": "Float32", "float16": "Float16", 
               "uint16": "UInt16", "uint32": "UInt32", "uint64": "UInt64", "bool": "Bool"}
 FROM_MS_TYPE = {code: dtype for dtype, code in TO_MS_TYPE.items()}
 SLICE_BYTES = 512 * 1024 * 1024
+MAX_DIMS = 64
+MAX_TEXT_BYTES = 1 << 20  # a tag or dtype name longer than this is damage, not a parameter name
 
 
 def _varint(value):
@@ -95,11 +97,22 @@ class _Reader:
         key = self.varint()
         return key >> 3, key & 7
 
-    def skip(self, wire_type):
+    def length(self, end, cap=None):
+        """A length prefix, refused unless its bytes lie inside the enclosing message (and under `cap`)."""
+        length = self.varint()
+        if self.handle.tell() + length > end or (cap is not None and length > cap):
+            raise Pt2MsError(f"{self.path}: corrupt MindSpore checkpoint (a field of {length:,} bytes near byte "
+                             f"{self.handle.tell()} runs past its message)")
+        return length
+
+    def text(self, end):
+        return self.handle.read(self.length(end, MAX_TEXT_BYTES)).decode("utf-8", "replace")
+
+    def skip(self, wire_type, end):
         if wire_type == 0:
             self.varint()
         elif wire_type == 2:
-            self.handle.seek(self.varint(), os.SEEK_CUR)
+            self.handle.seek(self.length(end), os.SEEK_CUR)
         else:
             raise Pt2MsError(f"{self.path}: corrupt MindSpore checkpoint (unexpected wire type {wire_type}); "
                              "is it encrypted, or not a .ckpt?")
@@ -112,17 +125,19 @@ def _read_tensor_proto(reader, end):
         if number == 1 and wire_type == 0:
             dims.append(reader.varint())
         elif number == 1 and wire_type == 2:  # packed dims
-            stop = reader.varint() + reader.handle.tell()
+            stop = reader.length(end) + reader.handle.tell()
             while reader.handle.tell() < stop:
                 dims.append(reader.varint())
         elif number == 2 and wire_type == 2:
-            type_name = reader.handle.read(reader.varint()).decode("utf-8", "replace")
+            type_name = reader.text(end)
         elif number == 3 and wire_type == 2:
-            length = reader.varint()
+            length = reader.length(end)
             content = (reader.handle.tell(), length)
             reader.handle.seek(length, os.SEEK_CUR)
         else:
-            reader.skip(wire_type)
+            reader.skip(wire_type, end)
+        if len(dims) > MAX_DIMS:
+            raise Pt2MsError(f"{reader.path}: corrupt MindSpore checkpoint (a tensor with over {MAX_DIMS} dimensions)")
     return dims, type_name, content
 
 
@@ -142,11 +157,11 @@ def _scan(path):
             while handle.tell() < end:
                 field, field_type = reader.key()
                 if field == 1 and field_type == 2:
-                    tag = handle.read(reader.varint()).decode("utf-8", "replace")
+                    tag = reader.text(end)
                 elif field == 2 and field_type == 2:
-                    tensor = _read_tensor_proto(reader, reader.varint() + handle.tell())
+                    tensor = _read_tensor_proto(reader, reader.length(end) + handle.tell())
                 else:
-                    reader.skip(field_type)
+                    reader.skip(field_type, end)
             if handle.tell() != end or tag is None:
                 raise Pt2MsError(f"{path}: corrupt MindSpore checkpoint near byte {end}")
             if tensor is not None and tensor[2] is not None:
@@ -167,7 +182,7 @@ def read_ckpt(path):
         dtype, shape = meta[tag]
         tensor = LazyTensor(dtype, shape, partial(_read_parts, path, parts, dtype, shape), str(path), storage=tag)
         if sum(length for _, length in parts) != tensor.nbytes:
-            raise Pt2MsError(f"{path}: tensor {tag!r} holds {sum(l for _, l in parts)} bytes, "
+            raise Pt2MsError(f"{path}: tensor {tag[:100]!r} holds {sum(l for _, l in parts)} bytes, "
                              f"its shape {shape} needs {tensor.nbytes}: file is corrupt")
         tensors[tag] = tensor
     return tensors

@@ -6,8 +6,9 @@ not silently ignored.
 
 import dataclasses
 import importlib
-import re
 import importlib.util
+import math
+import re
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class VerifySection:
     batch_size: int = 2
     batches: int = 2
     layers: bool = True                # compare layer by layer as well as the outputs
+    train: dict = field(default_factory=dict)    # [verify.train]: options of a training-step check
 
 
 @dataclass
@@ -84,13 +86,58 @@ class Config:
 # A run's name becomes file names under maps/ and outputs/: letters, digits, '.', '_' and '-', not starting
 # with '.', so that no name (not "..", not "a/../b") reaches outside those folders.
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
-# Keys whose value must be a real TOML boolean: a string such as "false" is truthy in Python, and for
-# trust_pickle that would run a hostile pickle's code.
-BOOLEAN_KEYS = {"trust_pickle", "layers"}
+MAX_INPUT_ELEMENTS = 2**31  # one [verify] input of more values would not fit in memory anyway
+INT64 = 2**63
 
 
-def _section(cls, data, where, base):
-    """Build one section dataclass, refusing unknown keys and resolving paths against `base`."""
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_text(value):
+    return isinstance(value, str) and "\0" not in value and len(value) <= 4096
+
+
+# What each key holds: (test, what the error says it must be). Every config value is checked against this
+# before it is used, so that a quoted "false" is not true, a string is not a seed, and a shape cannot ask for
+# 112 GiB. Paths and factories are strings here; whether they exist is checked where they are used.
+KINDS = {
+    "text": (_is_text, "a string"),
+    "bool": (lambda value: isinstance(value, bool), "true or false (unquoted)"),
+    "table": (lambda value: isinstance(value, dict), "a table, e.g. { key = 1 }"),
+    "seed": (lambda value: _is_int(value) and 0 <= value < 2**32, "an integer from 0 to 2**32 - 1"),
+    "count": (lambda value: _is_int(value) and 1 <= value <= 2**20, "a positive integer (at most 2**20)"),
+    "int64": (lambda value: _is_int(value) and -INT64 <= value < INT64, "a 64-bit integer"),
+    "positive": (lambda value: isinstance(value, (int, float)) and not isinstance(value, bool)
+                 and 0 < value < math.inf, "a positive number, e.g. 1e-4"),
+    "list": (lambda value: isinstance(value, list), "a list"),
+    "shape": (lambda value: isinstance(value, list) and len(value) <= 32
+              and all(_is_int(size) and size >= 1 for size in value), "a list of positive integers, e.g. [2, 3, 224, 224]"),
+}
+SCHEMA = {
+    "torch": {"checkpoint": "text", "model": "text", "kwargs": "table", "state_dict_key": "text", "trust_pickle": "bool"},
+    "mindspore": {"model": "text", "template": "text", "kwargs": "table"},
+    "verify": {"inputs": "list", "seed": "seed", "tolerance": "positive", "dataset": "text", "dataset_kwargs": "table",
+               "dataset_inputs": "count", "batch_size": "count", "batches": "count", "layers": "bool", "train": "table"},
+    "verify.inputs": {"shape": "shape", "dtype": "text", "low": "int64", "high": "int64"},
+    "paths": {"maps": "text", "outputs": "text"},
+    "example": {"template": "text"},
+}
+
+
+def _check(where, key, value, label):
+    test, wanted = KINDS[SCHEMA[where][key]]
+    if not test(value):
+        raise Pt2MsError(f"{label} {key} must be {wanted}, got {_shown(value)}")
+
+
+def _shown(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _section(cls, data, where, base, label=None):
+    """Build one section dataclass, refusing unknown keys and values of the wrong kind, resolving paths."""
     if not isinstance(data, dict):
         raise Pt2MsError(f"[{where}] must be a table, got {type(data).__name__}")
     known = {f.name: f for f in dataclasses.fields(cls)}
@@ -99,8 +146,7 @@ def _section(cls, data, where, base):
         raise Pt2MsError(f"unknown key {unknown[0]!r} in [{where}] (known: {', '.join(known)})")
     values = {}
     for key, value in data.items():
-        if key in BOOLEAN_KEYS and not isinstance(value, bool):
-            raise Pt2MsError(f"[{where}] {key} must be true or false (unquoted), got {value!r}")
+        _check(where, key, value, label or f"[{where}]")
         if "Path" in str(known[key].type):
             value = _resolve_path(value, base, where)
         values[key] = value
@@ -109,7 +155,11 @@ def _section(cls, data, where, base):
 
 def _inside(path, folder, source, what):
     """`path`, refused unless it resolves to a place inside `folder` (symlinks followed)."""
-    if not path.resolve().is_relative_to(folder.resolve()):
+    try:
+        inside = path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError) as error:  # Python 3.11 reports a symlink loop as RuntimeError
+        raise Pt2MsError(f"{source}: {what} {path}: {error}") from None
+    if not inside:
         raise Pt2MsError(f"{source}: {what} {path} would lie outside {folder}; pick another name")
     return path
 
@@ -118,13 +168,16 @@ def _resolve_path(value, base, where):
     """A config path: relative to the config file, or "package:NAME/inside/it" for files a package ships."""
     if not isinstance(value, str):
         raise Pt2MsError(f"[{where}] paths must be strings, got {value!r}")
-    if value.startswith("package:"):
-        package, _, inside = value.removeprefix("package:").partition("/")
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise Pt2MsError(f"[{where}] {value!r}: package {package!r} is not installed")
-        return Path(list(spec.submodule_search_locations)[0]) / inside
-    return (base / value).resolve()
+    try:
+        if value.startswith("package:"):
+            package, _, inside = value.removeprefix("package:").partition("/")
+            spec = importlib.util.find_spec(package) if package else None
+            if spec is None or not spec.submodule_search_locations:
+                raise Pt2MsError(f"[{where}] {value!r}: package {package!r} is not installed")
+            return Path(list(spec.submodule_search_locations)[0]) / inside
+        return (base / value).resolve()
+    except (ImportError, ValueError, OSError, RuntimeError) as error:  # RuntimeError: a symlink loop (3.11)
+        raise Pt2MsError(f"[{where}] {value!r}: {error}") from None
 
 
 @dataclass
@@ -132,12 +185,27 @@ class ExampleSection:
     template: str | None = None        # factory(path) that writes the example's MindSpore template
 
 
-def _input_spec(item, source):
+def _input_spec(index, item, source):
+    """One [verify] input: a bare shape or a table; its size is counted exactly, before anything is allocated."""
     if isinstance(item, list):
-        return InputSpec(shape=item)
-    if isinstance(item, dict):
-        return _section(InputSpec, item, "verify.inputs", source.parent)
-    raise Pt2MsError(f"{source}: each [verify] input must be a shape list or a table, got {item!r}")
+        item = {"shape": item}
+    label = f"[verify] inputs: input {index}"
+    if not isinstance(item, dict) or "shape" not in item:
+        raise Pt2MsError(f"{label} must be a shape list or a table with a shape, got {_shown(item)}")
+    spec = _section(InputSpec, item, "verify.inputs", source.parent, label)
+    if math.prod(spec.shape) > MAX_INPUT_ELEMENTS:
+        raise Pt2MsError(f"{label} has shape {spec.shape}: {math.prod(spec.shape):,} values, more than "
+                         f"{MAX_INPUT_ELEMENTS:,}; use a smaller batch or size")
+    if spec.low >= spec.high:
+        raise Pt2MsError(f"{label}: low ({spec.low}) must be below high ({spec.high})")
+    return spec
+
+
+def _check_folders(paths):
+    for key in ("maps", "outputs"):
+        folder = getattr(paths, key)
+        if folder.exists() and not folder.is_dir():
+            raise Pt2MsError(f"[paths] {key}: {folder} is a file, not a folder")
 
 
 def load_config(path=None):
@@ -147,6 +215,12 @@ def load_config(path=None):
         data = tomllib.loads(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise Pt2MsError(f"{source}: config file not found") from None
+    except IsADirectoryError:
+        raise Pt2MsError(f"{source}: is a folder, not a config file") from None
+    except OSError as error:
+        raise Pt2MsError(f"{source}: cannot read the config ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise Pt2MsError(f"{source}: not UTF-8 text (byte {error.start}); save the config as UTF-8") from None
     except tomllib.TOMLDecodeError as error:
         raise Pt2MsError(f"{source}: TOML syntax error: {error}") from None
     data = dict(data)
@@ -162,11 +236,11 @@ def load_config(path=None):
         raise Pt2MsError(f"{source}: unknown key {unknown[0]!r} (known: name, {', '.join(sections)})")
     try:
         built = {key: _section(cls, data.get(key, {}), key, base) for key, cls in sections.items()}
+        built["verify"].inputs = [_input_spec(index, item, source)
+                                  for index, item in enumerate(built["verify"].inputs)]
+        _check_folders(built["paths"])
     except Pt2MsError as error:
         raise Pt2MsError(f"{source}: {error}") from None
-    except TypeError as error:
-        raise Pt2MsError(f"{source}: bad value: {error}") from None
-    built["verify"].inputs = [_input_spec(item, source) for item in built["verify"].inputs]
     if not (PROJECT_ROOT / "configs").is_dir():  # installed with pip: no checkout to hold maps/ and outputs/
         for key in set(("maps", "outputs")) - set(data.get("paths", {})):
             setattr(built["paths"], key, base / key)

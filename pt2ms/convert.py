@@ -18,7 +18,7 @@ from .ckpt import write_ckpt
 from .errors import Pt2MsError
 from .files import remove_stale_parts
 from .inventory import from_checkpoint, read_inventory
-from .mapfile import parse_value, read_map
+from .mapfile import parse_value, read_map, shape_after
 from .safetensors_file import write_safetensors
 from .tensors import cast, count_nonfinite
 
@@ -62,7 +62,7 @@ def plan(map_data, map_path, targets, tensors, cast_to=None):
             raise Pt2MsError(f"{map_path}: entry {row.name!r} reads {missing[0]!r}, which the PyTorch checkpoint lacks")
         ops = transforms.parse(entry.transform)
         try:
-            shape = transforms.output_shape(ops, [tensors[name].shape for name in entry.torch_names])
+            shape = shape_after(ops, [tensors[name].shape for name in entry.torch_names])
         except Pt2MsError as error:
             raise Pt2MsError(f"{map_path}: entry {row.name!r}: {error}") from None
         if tuple(shape) != tuple(row.shape):

@@ -16,7 +16,7 @@ from .errors import Pt2MsError
 from .files import write_json
 from .inventory import read_inventory
 from .tables import write_map_review
-from .mapfile import Entry, parse_value, read_map  # noqa: F401 (re-exported: they lived here)
+from .mapfile import Entry, parse_value, read_map, shape_after  # noqa: F401 (re-exported: they lived here)
 from .matching import Match, ignored_reason, match
 from . import transforms
 
@@ -45,8 +45,7 @@ def check_entry(ms_row, entry, torch_rows):
     if missing:
         return f"PyTorch checkpoint has no tensor {missing[0]!r}"
     try:
-        shape = transforms.output_shape(transforms.parse(entry.transform),
-                                        [torch_rows[name].shape for name in entry.torch_names])
+        shape = shape_after(transforms.parse(entry.transform), [torch_rows[name].shape for name in entry.torch_names])
     except Pt2MsError as error:
         return str(error)
     if tuple(shape) != tuple(ms_row.shape):

@@ -10,10 +10,13 @@ import _compat_pickle
 import argparse
 import collections
 import io
+import math
+import os
 import pickle
 import pickletools
 import re
 import struct
+import warnings
 import zipfile
 from functools import partial
 
@@ -32,6 +35,12 @@ STORAGE_DTYPES = {
 # Dtypes torch can save that have no NumPy equivalent here: refused by name when a tensor uses one.
 UNSUPPORTED_DTYPES = ("complex32", "complex64", "complex128", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz",
                       "float8_e5m2fnuz", "quint8", "qint8", "qint32")
+
+
+MAX_PICKLE_DEPTH = 100            # a checkpoint nests a few levels; deeper is damage or an attack
+MAX_PICKLE_NODES = 10_000_000     # objects a legacy pickle may hold
+MAX_PICKLE_BYTES = 1 << 30        # data.pkl, decompressed
+MAX_PICKLE_RATIO = 64             # decompressed / compressed for a deflated data.pkl (torch stores it raw)
 
 
 class _StorageType:
@@ -116,7 +125,7 @@ class _Storage:
             raise Pt2MsError(f"{self.path}: tensor in data/{self.key} has an impossible layout (offset {offset}, "
                              f"shape {list(shape)}, stride {list(stride)}): file is corrupt")
         itemsize = np.dtype(NUMPY_DTYPES[self.dtype]).itemsize
-        numel = int(np.prod(shape, dtype=np.int64))
+        numel = math.prod(shape)  # exact: a corrupt [2**32, 2**32] must not wrap around to 0
         span = 1 + sum((n - 1) * s for n, s in zip(shape, stride)) if numel else 0
         if (offset + span) * itemsize > self.size:
             raise Pt2MsError(f"{self.path}: tensor data runs past its storage data/{self.key}: file is corrupt")
@@ -174,7 +183,7 @@ def _python3_name(module, name):
 
 def _member_offsets(path, archive):
     """Byte offset and size of each stored (uncompressed) storage file, keyed by storage key."""
-    storages = {}
+    storages, file_size = {}, os.path.getsize(path)
     with open(path, "rb") as handle:
         for info in archive.infolist():
             parts = info.filename.split("/")
@@ -186,12 +195,25 @@ def _member_offsets(path, archive):
             header = handle.read(30)
             name_length = int.from_bytes(header[26:28], "little")
             extra_length = int.from_bytes(header[28:30], "little")
-            storages[parts[-1]] = (info.header_offset + 30 + name_length + extra_length, info.file_size)
+            start = info.header_offset + 30 + name_length + extra_length
+            if start + info.file_size > file_size:  # checked here, before a tensor's array is allocated
+                raise Pt2MsError(f"{path}: storage {info.filename} claims {info.file_size:,} bytes past the end of "
+                                 "the file: file is truncated or corrupt")
+            storages[parts[-1]] = (start, info.file_size)
     return storages
 
 
 def _bad_zip(path, error):
     return Pt2MsError(f"{path}: cannot read the zip archive ({error}): file is truncated or corrupt")
+
+
+def _read_pickle(path, archive, info):
+    """data.pkl's bytes; its declared size is checked first (zipfile reads no more than it declares)."""
+    cap = min(MAX_PICKLE_BYTES, info.compress_size * MAX_PICKLE_RATIO + (1 << 20))
+    if info.file_size > cap:
+        raise Pt2MsError(f"{path}: data.pkl would unpack to {info.file_size:,} bytes from {info.compress_size:,} "
+                         f"(at most {cap:,}): not a torch checkpoint (a decompression bomb?)")
+    return archive.read(info)
 
 
 def load_zip_pickle(path):
@@ -202,7 +224,7 @@ def load_zip_pickle(path):
             pickles = [name for name in archive.namelist() if name.endswith("data.pkl")]
             if not pickles:
                 raise Pt2MsError(f"{path}: zip archive without data.pkl: not a torch checkpoint")
-            data = archive.read(pickles[0])
+            data = _read_pickle(path, archive, archive.getinfo(pickles[0]))
             storages = _member_offsets(path, archive)
     except (zipfile.BadZipFile, EOFError, OSError, UnicodeDecodeError, NotImplementedError, ValueError,
             struct.error) as error:
@@ -227,7 +249,9 @@ def load_with_torch(path, trust_pickle):
     import torch
 
     try:
-        with torch.serialization.safe_globals(_legacy_safe_globals()):
+        # A damaged file can make torch warn (e.g. about a pickle protocol) on stderr, beside our one line.
+        with torch.serialization.safe_globals(_legacy_safe_globals()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             loaded = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as error:
         refused = _refused_global(path, str(error))
@@ -270,24 +294,46 @@ def _pickle_globals(path, pickles=5):
     return names
 
 
-def _torch_to_lazy(value, source):
-    """Replace torch tensors (and a whole pickled model) by LazyTensors, recursively."""
+def _torch_to_lazy(loaded, source):
+    """Replace torch tensors (and a whole pickled model) by LazyTensors, recursively.
+
+    Each object is converted once (a 1 KB pickle of lists that share references has 2**60 paths), and the
+    walk has a depth and a node budget, so that no small file can make it hang or overflow the stack.
+    """
     import torch
 
-    if isinstance(value, torch.nn.Module):
-        value = value.state_dict()
-    if isinstance(value, torch.Tensor):
-        tensor = value.detach().cpu().contiguous()
-        dtype = str(tensor.dtype).removeprefix("torch.")
-        if dtype == "bfloat16":
-            return from_numpy(tensor.view(torch.int16).numpy().view(np.uint16), "bfloat16", source)
-        return from_numpy(tensor.numpy(), dtype, source)
-    if isinstance(value, dict):
-        return type(value)((key, _torch_to_lazy(item, source)) for key, item in value.items()) \
-            if isinstance(value, collections.OrderedDict) else {k: _torch_to_lazy(v, source) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_torch_to_lazy(item, source) for item in value)
-    return value
+    done, budget = {}, [MAX_PICKLE_NODES]
+
+    def convert(value, depth):
+        if id(value) in done:
+            return done[id(value)]
+        budget[0] -= 1
+        if depth > MAX_PICKLE_DEPTH or budget[0] < 0:
+            what = f"objects nested over {MAX_PICKLE_DEPTH} levels deep" if depth > MAX_PICKLE_DEPTH else \
+                f"over {MAX_PICKLE_NODES:,} objects"
+            raise Pt2MsError(f"{source}: the pickle holds {what}: not a checkpoint of weights")
+        original = value
+        if isinstance(value, torch.nn.Module):
+            value = value.state_dict()
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            dtype = str(tensor.dtype).removeprefix("torch.")
+            if dtype == "bfloat16":
+                result = from_numpy(tensor.view(torch.int16).numpy().view(np.uint16), "bfloat16", source)
+            else:
+                result = from_numpy(tensor.numpy(), dtype, source)
+        elif isinstance(value, dict):
+            items = [(key, convert(item, depth + 1)) for key, item in value.items()]
+            result = type(value)(items) if isinstance(value, collections.OrderedDict) else dict(items)
+        elif isinstance(value, (list, tuple)):
+            items = [convert(item, depth + 1) for item in value]
+            result = items if isinstance(value, list) else tuple(items)
+        else:
+            result = value
+        done[id(original)] = result
+        return result
+
+    return convert(loaded, 0)
 
 
 def load_pth(path, trust_pickle=False):

@@ -6,6 +6,7 @@ bfloat16, and its writers want every tensor in memory at once, so both direction
 """
 
 import json
+import math
 import os
 from functools import partial
 
@@ -19,6 +20,8 @@ TO_SAFETENSORS = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat1
                   "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "uint16": "U16", "uint32": "U32",
                   "uint64": "U64", "bool": "BOOL"}
 FROM_SAFETENSORS = {code: dtype for dtype, code in TO_SAFETENSORS.items()}
+MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
+MAX_DIMS = 64
 
 
 def read_safetensors(path):
@@ -29,10 +32,13 @@ def read_safetensors(path):
         length = int.from_bytes(head, "little") if len(head) == 8 else -1
         if length <= 0 or 8 + length > size:
             raise Pt2MsError(f"{path}: not a safetensors file, or truncated (bad header length)")
+        if length > MAX_HEADER_BYTES:
+            raise Pt2MsError(f"{path}: safetensors header of {length:,} bytes, more than {MAX_HEADER_BYTES:,}: "
+                             "file is corrupt")
         try:
             header = json.loads(handle.read(length))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise Pt2MsError(f"{path}: corrupt safetensors header ({error})") from None
+        except (UnicodeDecodeError, ValueError, RecursionError) as error:  # ValueError: bad JSON, 5,000-digit ints
+            raise Pt2MsError(f"{path}: corrupt safetensors header ({type(error).__name__}: {str(error)[:100]})") from None
     if not isinstance(header, dict):
         raise Pt2MsError(f"{path}: corrupt safetensors header (a JSON {type(header).__name__}, not an object)")
     header.pop("__metadata__", None)
@@ -40,9 +46,9 @@ def read_safetensors(path):
     entries = [_checked_entry(path, name, entry) for name, entry in header.items()]
     tensors = {}
     for name, dtype, shape, begin, end in sorted(entries, key=lambda entry: entry[3]):
-        expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(NUMPY_DTYPES[dtype]).itemsize
+        expected = math.prod(shape) * np.dtype(NUMPY_DTYPES[dtype]).itemsize
         if end - begin != expected or data_start + end > size:
-            raise Pt2MsError(f"{path}: tensor {name!r} data is out of bounds: file is truncated or corrupt")
+            raise Pt2MsError(f"{path}: tensor {_short(name)} data is out of bounds: file is truncated or corrupt")
         tensors[name] = LazyTensor(dtype, shape, partial(read_bytes, path, data_start + begin, dtype, shape),
                                    str(path), storage=f"{begin}")
     return tensors
@@ -54,17 +60,22 @@ def _checked_entry(path, name, entry):
         return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
     if not isinstance(entry, dict):
-        raise Pt2MsError(f"{path}: corrupt safetensors header: entry {name!r} is not an object")
+        raise Pt2MsError(f"{path}: corrupt safetensors header: entry {_short(name)} is not an object")
     shape, offsets = entry.get("shape"), entry.get("data_offsets")
-    if not (isinstance(shape, list) and all(map(natural, shape))):
-        raise Pt2MsError(f"{path}: corrupt safetensors header: tensor {name!r} has shape {shape!r}")
+    if not (isinstance(shape, list) and len(shape) <= MAX_DIMS and all(map(natural, shape))):
+        raise Pt2MsError(f"{path}: corrupt safetensors header: tensor {_short(name)} has shape {_short(shape)}")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(natural, offsets))
             and offsets[0] <= offsets[1]):
-        raise Pt2MsError(f"{path}: corrupt safetensors header: tensor {name!r} has data_offsets {offsets!r}")
+        raise Pt2MsError(f"{path}: corrupt safetensors header: tensor {_short(name)} has data_offsets {_short(offsets)}")
     dtype = FROM_SAFETENSORS.get(entry.get("dtype")) if isinstance(entry.get("dtype"), str) else None
     if dtype is None:
-        raise Pt2MsError(f"{path}: tensor {name!r} has unsupported dtype {entry.get('dtype')!r}")
+        raise Pt2MsError(f"{path}: tensor {_short(name)} has unsupported dtype {_short(entry.get('dtype'))}")
     return name, dtype, tuple(shape), offsets[0], offsets[1]
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def write_safetensors(path, specs, arrays, metadata=None):
@@ -74,7 +85,7 @@ def write_safetensors(path, specs, arrays, metadata=None):
     """
     header, offset = {}, 0
     for name, dtype, shape in specs:
-        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(NUMPY_DTYPES[dtype]).itemsize
+        nbytes = math.prod(shape) * np.dtype(NUMPY_DTYPES[dtype]).itemsize
         header[name] = {"dtype": TO_SAFETENSORS[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
     if metadata:

@@ -4,6 +4,7 @@ Data comes back as a NumPy array. NumPy has no bfloat16, so bfloat16 data travel
 patterns in a uint16 array, tagged "bfloat16"; every reader and writer here keeps that convention.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -29,7 +30,7 @@ class LazyTensor:
 
     @property
     def numel(self):
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)  # exact: a corrupt [2**32, 2**32] must not wrap around to 0
 
     @property
     def nbytes(self):

@@ -7,6 +7,7 @@ then feeds each MindSpore layer the inputs its PyTorch partner saw, which tells 
 something else" apart from "this layer inherits a difference".
 """
 
+import re
 from collections import Counter
 
 import numpy as np
@@ -290,21 +291,31 @@ def dataset_batches(config):
     dataset = call_factory(config.verify.dataset, config.verify.dataset_kwargs, config.source)
     if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
         raise Pt2MsError(f"{config.source}: dataset {config.verify.dataset!r} needs __getitem__ and __len__")
-    first = dataset[0]
-    fields = len(first) if isinstance(first, (tuple, list)) else 1
-    count = config.verify.dataset_inputs
-    columns = [f"column{i}" for i in range(fields)]
-    ms_data = ds.GeneratorDataset(dataset, column_names=columns, shuffle=False).batch(config.verify.batch_size)
-    torch_data = torch.utils.data.DataLoader(dataset, batch_size=config.verify.batch_size, shuffle=False)
-    batches = []
-    for torch_batch, ms_batch in zip(torch_data, ms_data.create_tuple_iterator(output_numpy=True)):
-        torch_batch = torch_batch if isinstance(torch_batch, (list, tuple)) else [torch_batch]
-        batches.append(([np.asarray(x) for x in torch_batch[:count]], [np.asarray(x) for x in ms_batch[:count]]))
-        if len(batches) == config.verify.batches:
-            break
+    try:
+        first = dataset[0]
+        fields = len(first) if isinstance(first, (tuple, list)) else 1
+        count = config.verify.dataset_inputs
+        columns = [f"column{i}" for i in range(fields)]
+        ms_data = ds.GeneratorDataset(dataset, column_names=columns, shuffle=False).batch(config.verify.batch_size)
+        torch_data = torch.utils.data.DataLoader(dataset, batch_size=config.verify.batch_size, shuffle=False)
+        batches = []
+        for torch_batch, ms_batch in zip(torch_data, ms_data.create_tuple_iterator(output_numpy=True)):
+            torch_batch = torch_batch if isinstance(torch_batch, (list, tuple)) else [torch_batch]
+            batches.append(([np.asarray(x) for x in torch_batch[:count]], [np.asarray(x) for x in ms_batch[:count]]))
+            if len(batches) == config.verify.batches:
+                break
+    except Exception as error:  # the user's code, or a pipeline reporting it in a page of trace: one line
+        raise Pt2MsError(f"{config.source}: dataset {config.verify.dataset!r} failed while reading samples: "
+                         f"{_user_error(error)}") from None
     if not batches:
         raise Pt2MsError(f"{config.source}: dataset {config.verify.dataset!r} gave no batch")
     return batches
+
+
+def _user_error(error):
+    """The user's own exception line, also when MindSpore's pipeline wraps it in a page of call stacks."""
+    lines = re.findall(r"^(\w+(?:Error|Exception|Interrupt)\b.*)$", str(error), re.MULTILINE)
+    return lines[0][:200] if lines else f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else ''}"
 
 
 def converted_checkpoint(config):

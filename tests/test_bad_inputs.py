@@ -7,6 +7,7 @@ conversion mid-write and checks that the previous .ckpt survives.
 """
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -484,3 +485,382 @@ def test_an_output_folder_linked_outside_is_refused(project, tmp_path_factory):
     (project.parent / "outputs" / "linked").symlink_to(elsewhere, target_is_directory=True)
     assert_refused(project, "1_show.py", names="tiny.toml", says=["outside"])
     assert list(elsewhere.iterdir()) == []
+
+
+# --- configs of the wrong kind: every key checked against one schema when the config is read ---------------
+
+BAD_VALUES = {
+    # (section line it goes under, the line, what the message must say)
+    "inputs_a_number": ("[verify]", "inputs = 5", ["[verify] inputs must be a list"]),
+    "input_not_a_shape": ("[verify]", "inputs = [7]", ["[verify] inputs: input 0 must be a shape list"]),
+    "shape_of_strings": ("[verify]", 'inputs = [["a"]]', ["input 0 shape must be a list of positive integers"]),
+    "shape_too_big": ("[verify]", "inputs = [[100000, 3, 224, 224]]", ["15,052,800,000 values"]),
+    "shape_overflowing_int64": ("[verify]", "inputs = [[4294967296, 4294967296]]", ["values, more than"]),
+    "low_above_high": ("[verify]", 'inputs = [{ shape = [2], dtype = "int64", low = 5, high = 1 }]',
+                       ["low (5) must be below high (1)"]),
+    "seed_a_string": ("[verify]", 'seed = "x"', ["[verify] seed must be an integer"]),
+    "negative_tolerance": ("[verify]", "tolerance = -1.0", ["[verify] tolerance must be a positive number"]),
+    "nan_tolerance": ("[verify]", "tolerance = nan", ["[verify] tolerance must be a positive number"]),
+    "zero_batches": ("[verify]", "batches = 0", ["[verify] batches must be a positive integer"]),
+    "batch_size_bool": ("[verify]", "batch_size = true", ["[verify] batch_size must be a positive integer"]),
+    "kwargs_a_string": ("[torch]", 'kwargs = "width=3"', ["[torch] kwargs must be a table"]),
+    "model_a_number": ("[mindspore]", "template = 3", ["[mindspore] template must be a string"]),
+    "quoted_boolean": ("[verify]", 'layers = "false"', ["[verify] layers must be true or false"]),
+    "path_with_nul": ("[mindspore]", 'template = "a\\u0000b"', ["[mindspore] template must be a string"]),
+    "section_a_string": (None, 'example = "x"', ["[example] must be a table"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_config_value_of_the_wrong_kind(tmp_path, case):
+    from pt2ms.config import load_config
+    from pt2ms.errors import Pt2MsError
+
+    section, line, says = case
+    config = write_config(tmp_path)
+    text = config.read_text()
+    text = text.replace(f"{section}\n", f"{section}\n{line}\n", 1) if section else f"{line}\n{text}"
+    config.write_text(text.replace("inputs = [[2, 3, 8, 8]]\n", "", 1) if "inputs" in line else text)
+    with pytest.raises(Pt2MsError) as caught:
+        load_config(config)
+    message = str(caught.value)
+    assert message.startswith(f"{config}: ") and "\n" not in message
+    for fragment in says:
+        assert fragment in message, message
+
+
+def test_verify_train_table_passes_through(tmp_path):
+    from pt2ms.config import load_config
+
+    config = write_config(tmp_path, extra="[verify.train]\nsteps = 2\n")
+    assert load_config(config).verify.train == {"steps": 2}
+
+
+@pytest.mark.parametrize("damage", ["folder", "not_utf8", "outputs_a_file", "symlink_loop"])
+def test_config_that_cannot_be_read(project, damage):
+    config = project
+    if damage == "folder":
+        config = project.parent / "folder.toml"
+        config.mkdir()
+        says = ["is a folder"]
+    elif damage == "not_utf8":
+        config.write_bytes(config.read_bytes() + b"# \xff\xfe\n")
+        says = ["not UTF-8"]
+    elif damage == "outputs_a_file":
+        set_config(config, 'outputs = "outputs"', 'outputs = "weights.pth"')
+        says = ["[paths] outputs", "is a file"]
+    else:
+        (project.parent / "loop_a").symlink_to(project.parent / "loop_b")
+        (project.parent / "loop_b").symlink_to(project.parent / "loop_a")
+        set_config(config, 'checkpoint = "weights.pth"', 'checkpoint = "loop_a/weights.pth"')
+        says = ["loop"]
+    assert_refused(config, "1_show.py", names=config.name, says=says)
+
+
+# --- maps of the wrong structure --------------------------------------------------------------------------
+
+BAD_MAPS = {
+    # (edit of the map's data, what the message must say)
+    "transform_a_number": (lambda data: data["map"].update({"classifier.weight": {"torch": "fc.weight", "transform": 5}}),
+                           ["entry 'classifier.weight' must be a PyTorch name"]),
+    "tied_a_string": (lambda data: data["map"].update({"classifier.weight": {"torch": "fc.weight", "tied": "yes"}}),
+                      ["entry 'classifier.weight' must be"]),
+    "ignored_a_list": (lambda data: data.update(ignored=["fc.bias"]), ['"ignored" must be']),
+    "ignored_side_a_list": (lambda data: data.update(ignored={"torch": ["fc.bias"]}), ['"ignored" must be']),
+    "suggested_a_string": (lambda data: data.update(suggested="all"), ['"suggested" must be an object']),
+    "long_number": (lambda data: data["map"].update({"classifier.weight": {"torch": "fc.weight",
+                                                                           "transform": f"reshape({'9' * 5000})"}}),
+                    ["entry 'classifier.weight'", "transform of 5,009 characters"]),
+    "number_out_of_range": (lambda data: data["map"].update({"classifier.weight": {
+        "torch": "fc.weight", "transform": f"reshape({2**62}, 4)"}}), ["numbers out of range"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_MAPS.values(), ids=BAD_MAPS.keys())
+@pytest.mark.parametrize("script", ["2_build_map.py", "3_pth2ckpt.py"])
+def test_map_of_the_wrong_structure(project, script, case):
+    edit, says = case
+    map_path = project.parent / "maps" / "tiny.json"
+    data = json.loads(map_path.read_text())
+    edit(data)
+    map_path.write_text(json.dumps(data, indent=2) + "\n")
+    assert_refused(project, script, names="tiny.json", says=says)
+
+
+def test_cat_dim_out_of_range_is_a_conflict_then_refused(project):
+    edit_map(project, **{"classifier.weight": {"torch": ["fc.weight", "fc.weight"], "transform": "cat(7)", "tied": True}})
+    code, _, stderr = run_script("2_build_map.py", "--config", str(project))
+    conflicts = json.loads((project.parent / "maps" / "tiny.json").read_text())["conflicts"]
+    assert code == 0 and [item["ms_name"] for item in conflicts] == ["classifier.weight"], stderr
+    assert "cat(7) does not fit shapes" in conflicts[0]["problem"]
+    assert_refused(project, "3_pth2ckpt.py", names="tiny.json", says=["cat(7) does not fit shapes [[3, 4], [3, 4]]"])
+
+
+@pytest.mark.parametrize("text", ["[" * 20000 + "]" * 20000, '{"map": {"a": ' + "[" * 5000 + "]" * 5000 + "}}",
+                                  '{"map": {}, "x": ' + "9" * 5000 + "}"])
+def test_map_nested_too_deep_or_with_a_huge_number(project, text):
+    (project.parent / "maps" / "tiny.json").write_text(text)
+    assert_refused(project, "3_pth2ckpt.py", names="tiny.json",
+                   says=["nested"] if text.count("[") > 1000 else ["exceeds the limit"])
+
+
+# --- sharded indexes --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("index, says", [
+    ({"weight_map": {"fc.weight": "model.safetensors.index.json"}}, ["is an index itself"]),
+    ({"weight_map": {"fc.weight": "../weights.safetensors"}}, ["outside the index's folder"]),
+    ({"weight_map": {"fc.weight": "/etc/passwd"}}, ["outside the index's folder"]),
+    ({"weight_map": ["fc.weight"]}, ['"weight_map" must be']),
+    ({"weight_map": {"fc.weight": 3}}, ['"weight_map" must be']),
+    ({"weight_map": {}}, ['"weight_map" must be']),
+    ({"metadata": {}}, ["not a sharded-checkpoint index"]),
+    ([1, 2], ["not a sharded-checkpoint index"]),
+])
+def test_bad_sharded_index(project, index, says):
+    shards = project.parent / "shards"
+    shards.mkdir()
+    (shards / "model.safetensors.index.json").write_text(json.dumps(index))
+    set_config(project, 'checkpoint = "weights.pth"', 'checkpoint = "shards/model.safetensors.index.json"')
+    assert_refused(project, "1_show.py", names="model.safetensors.index.json", says=says)
+
+
+# --- sizes a file declares: checked against the file and a cap before anything is allocated -----------------
+
+def test_safetensors_header_over_the_cap(safetensors_project, monkeypatch):
+    import pt2ms.safetensors_file
+
+    monkeypatch.setattr(pt2ms.safetensors_file, "MAX_HEADER_BYTES", 1000)
+    header = {f"w{index}": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]} for index in range(100)}
+    (safetensors_project.parent / "weights.safetensors").write_bytes(_safetensors_with_header(header, b"\0" * 4))
+    assert_refused(safetensors_project, "1_show.py", names="weights.safetensors", says=["more than 1,000"])
+
+
+@pytest.mark.parametrize("shape", [[2**32, 2**32], [2**62, 2**62, 4]])
+def test_safetensors_shape_that_overflows_int64(safetensors_project, shape):
+    header = {"w": {"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}}
+    (safetensors_project.parent / "weights.safetensors").write_bytes(_safetensors_with_header(header))
+    assert_refused(safetensors_project, "1_show.py", names="weights.safetensors", says=["out of bounds"])
+
+
+def _varint(value):
+    from pt2ms.ckpt import _varint
+
+    return _varint(value)
+
+
+CKPT_LIES = {
+    # a Value whose inner field claims more bytes than the Value (and the file) hold
+    "tag_length": lambda: b"\x0a" + _varint(4) + b"\x0a" + _varint(2**40) + b"ab",
+    "tensor_length": lambda: b"\x0a" + _varint(6) + b"\x0a\x01w\x12" + _varint(2**62),
+    "dtype_name_length": lambda: b"\x0a" + _varint(9) + b"\x0a\x01w\x12\x04\x12" + _varint(2**30) + b"F",
+    "content_length": lambda: b"\x0a" + _varint(13) + b"\x0a\x01w\x12\x08\x08\x01\x12\x01F\x1a" + _varint(2**50),
+}
+
+
+@pytest.mark.parametrize("lie", CKPT_LIES.values(), ids=CKPT_LIES.keys())
+def test_ckpt_field_length_that_lies(template_project, lie):
+    path = template_project.parent / "template.ckpt"
+    path.chmod(0o600)
+    path.write_bytes(lie())
+    assert_refused(template_project, "1_show.py", names="template.ckpt", says=["corrupt MindSpore checkpoint"])
+
+
+def test_deflated_data_pkl_bomb(project):
+    import resource
+    import zipfile
+
+    path = project.parent / "weights.pth"
+    source = zipfile.ZipFile(path)
+    members = [(info.filename, source.read(info)) for info in source.infolist()]
+    with zipfile.ZipFile(path, "w") as out:
+        for name, data in members:
+            bomb = name.endswith("data.pkl")
+            out.writestr(name, data + b"\0" * (300 << 20) if bomb else data,
+                         compress_type=zipfile.ZIP_DEFLATED if bomb else zipfile.ZIP_STORED)
+    assert path.stat().st_size < 1 << 20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert_refused(project, "1_show.py", names="weights.pth", says=["decompression bomb"])
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 100 << 10  # KiB: under 100 MB more
+
+
+def test_legacy_pth_whose_lists_share_references(project):
+    from pt2ms.checkpoint import open_torch_checkpoint
+
+    shared = [torch.zeros(1)]
+    for _ in range(60):  # 2**60 paths through 61 lists
+        shared = [shared, shared]
+    path = project.parent / "weights.pth"
+    torch.save({"w": torch.ones(2), "junk": shared}, path, _use_new_zipfile_serialization=False)
+    assert path.stat().st_size < 2000
+    assert list(open_torch_checkpoint(path)) == ["w"]
+
+
+@pytest.mark.parametrize("zip_format", [False, True])
+def test_20000_nested_dicts(project, zip_format):
+    nested = {}
+    for _ in range(20000):
+        nested = {"a": nested}
+    path = project.parent / "weights.pth"
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(50000)  # torch.save pickles recursively
+    try:
+        torch.save({"deep": nested}, path, _use_new_zipfile_serialization=zip_format)
+    finally:
+        sys.setrecursionlimit(limit)
+    says = ["holds no tensors"] if zip_format else ["nested over 100 levels deep"]
+    assert_refused(project, "1_show.py", names="weights.pth", says=says)
+
+
+# --- errors of the system and of the user's own code, turned into one line at the boundary ------------------
+
+BROKEN_DATASET = '''\
+from tests.broken_models import MyDataset
+
+
+class Broken(MyDataset):
+    def __getitem__(self, index):
+        if index == 3:
+            raise ValueError("sample 3 is unreadable")
+        return super().__getitem__(index)
+'''
+
+
+def test_dataset_that_raises_mid_iteration(project):
+    (project.parent / "data.py").write_text(BROKEN_DATASET)
+    set_config(project, "inputs = [[2, 3, 8, 8]]", 'dataset = "data.py:Broken"\nbatch_size = 2\nbatches = 3')
+    assert_refused(project, "4_verify.py", names="tiny.toml",
+                   says=["dataset 'data.py:Broken' failed while reading samples: ValueError: sample 3 is unreadable"])
+
+
+@pytest.fixture
+def read_only_outputs(project):
+    out = project.parent / "outputs" / "tiny"
+    mode = out.stat().st_mode
+    out.chmod(0o555)
+    if os.access(out, os.W_OK):  # root ignores permissions
+        out.chmod(mode)
+        pytest.skip("running as root: a read-only folder is still writable")
+    yield project
+    out.chmod(mode)
+
+
+@pytest.mark.parametrize("script", ["1_show.py", "3_pth2ckpt.py", "4_verify.py"])
+def test_read_only_output_folder(read_only_outputs, script):
+    assert_refused(read_only_outputs, script, names="outputs/tiny", says=["permission denied"])
+
+
+def test_output_path_that_is_a_folder(project):
+    ckpt = project.parent / "outputs" / "tiny" / "tiny.ckpt"
+    ckpt.unlink()
+    ckpt.mkdir()
+    assert_refused(project, "3_pth2ckpt.py", names="tiny.ckpt", says=["cannot write it", "directory"])
+
+
+def test_file_size_limit_while_writing(project):
+    """`ulimit -f` (or a full disk): the write fails with EFBIG; Python ignores SIGXFSZ, so it is an OSError."""
+    script = (f"import resource, sys; sys.path.insert(0, {str(ROOT)!r}); import runpy; "
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100)); "
+              f"sys.argv = ['3_pth2ckpt.py', '--config', {str(project)!r}]; "
+              f"runpy.run_path({str(ROOT / '3_pth2ckpt.py')!r}, run_name='__main__')")
+    before = snapshot(project.parent)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert "tiny.ckpt: cannot write it (File too large)" in done.stderr
+    assert snapshot(project.parent) == before
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path):
+    config, out = _big_conversion(tmp_path)
+    process = subprocess.Popen([sys.executable, str(ROOT / "3_pth2ckpt.py"), "--config", str(config)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_growing_part(process, out)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+        (tmp_path / "big.pth").unlink()
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert stderr.splitlines()[-1] == "terminated: earlier outputs are untouched"
+    assert list(out.glob("*.part")) + list(out.glob(".*.part")) == []
+    assert not (out / "big.ckpt").exists()
+
+
+def test_second_run_on_one_config_is_refused_while_the_first_writes(tmp_path):
+    config, out = _big_conversion(tmp_path)
+    process = subprocess.Popen([sys.executable, str(ROOT / "3_pth2ckpt.py"), "--config", str(config)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        part = _wait_for_growing_part(process, out)
+        code, _, stderr = run_script("3_pth2ckpt.py", "--config", str(config))
+        assert part.exists(), "the second run deleted the first one's live .part"
+        _, first_stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        process.wait()
+        (tmp_path / "big.pth").unlink()
+    assert code == 2 and stderr.count("\n") == 1 and "another pt2ms run on this config is writing here" in stderr
+    assert process.returncode == 0, first_stderr
+    assert (out / "big.ckpt").is_file() and list(out.glob(".*.part")) == []
+    (out / "big.ckpt").unlink()
+
+
+def test_a_part_is_removed_only_when_its_writer_is_gone(tmp_path):
+    from pt2ms.files import remove_stale_parts
+
+    target = tmp_path / "a.ckpt"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        live = tmp_path / f".a.ckpt.{sleeper.pid}.x1.part"
+        live.write_bytes(b"live")
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        dead = tmp_path / f".a.ckpt.{int(gone.stdout)}.x2.part"
+        dead.write_bytes(b"dead")
+        assert remove_stale_parts(target) == 1
+        assert live.exists() and not dead.exists()
+    finally:
+        sleeper.communicate(b"")
+
+
+def _big_conversion(tmp_path):
+    """A project whose stage 3 writes 400 MB, slowly enough to be caught mid-write."""
+    from pt2ms.inventory import TensorInfo, to_csv_text
+
+    names, shape = [f"layers.{index}.weight" for index in range(40)], (1024, 2560)
+    torch.save({name: torch.full(shape, float(index)) for index, name in enumerate(names)}, tmp_path / "big.pth")
+    config = write_config(tmp_path, name="big", checkpoint="big.pth")
+    out = tmp_path / "outputs" / "big"
+    out.mkdir(parents=True)
+    (out / "ms_params.csv").write_text(to_csv_text([TensorInfo(name, shape, "float32") for name in names]))
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "maps" / "big.json").write_text(json.dumps({"map": {name: name for name in names}}, indent=2))
+    return config, out
+
+
+def _wait_for_growing_part(process, out):
+    sizes, deadline = [], time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        parts = list(out.glob(".big.ckpt.*.part"))
+        if parts:
+            sizes.append(parts[0].stat().st_size)
+            if len(sizes) >= 2 and 0 < sizes[-2] < sizes[-1]:
+                return parts[0]
+        time.sleep(0.005)
+    raise AssertionError(f"no growing .part seen (exit {process.poll()}, sizes {sizes})")
+
+
+@pytest.mark.parametrize("name", ["fc.\udc80weight", b"fc.weight", 7])
+def test_tensor_name_that_is_not_valid_unicode_or_not_a_string(project, name):
+    state = randomized_state_dict(torch_net())
+    state[name] = torch.zeros(2)
+    torch.save(state, project.parent / "weights.pth")
+    assert_refused(project, "1_show.py", names="weights.pth", says=["tensor name"])
+
+
+def test_a_refused_first_run_leaves_no_output_folder(tiny_project):
+    (tiny_project.parent / "weights.pth").unlink()
+    code, _, stderr = run_script("1_show.py", "--config", str(tiny_project))
+    assert code == 2 and "checkpoint file not found" in stderr
+    assert not (tiny_project.parent / "outputs" / "tiny").exists()

@@ -229,9 +229,10 @@ def test_empty_output_is_not_reported_as_a_difference(empty_output_run):
 def test_zero_size_input_is_refused(tmp_path):
     with pytest.raises(Pt2MsError, match=r"\[verify\] inputs: input 1 has shape \[0, 4\]"):
         make_inputs([InputSpec(shape=[2, 4]), InputSpec(shape=[0, 4])], seed=0)
-    config = make_project(tmp_path, "torch_linear_net", "ms_bare_net", verify="inputs = [[0, 4]]")
-    code, _, stderr = run_script("4_verify.py", "--config", str(config))
-    assert code == 2 and stderr.startswith(f"error: {config}: [verify] inputs: ") and stderr.count("\n") == 1
+    config = make_project(tmp_path, "torch_linear_net", "ms_bare_net", verify="inputs = [[2, 4]]")
+    config.write_text(config.read_text().replace("inputs = [[2, 4]]", "inputs = [[0, 4]]"))
+    code, _, stderr = run_script("4_verify.py", "--config", str(config))  # refused when the config is read
+    assert code == 2 and stderr.startswith(f"error: {config}: [verify] inputs: input 0 ") and stderr.count("\n") == 1
     assert not (tmp_path / "outputs" / "tiny" / "verify.json").exists()
 
 

@@ -38,7 +38,7 @@ def run(stage, argv, build_parser):
         if args.debug:
             traceback.print_exc()
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return getattr(error, "exit_code", EXIT_BAD_INPUT)  # 3: a model's forward failed (ModelRunError)
     except KeyboardInterrupt:
         print("interrupted: earlier outputs are untouched", file=sys.stderr)
         return 130

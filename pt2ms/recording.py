@@ -71,12 +71,14 @@ class Recording:
     sources: dict = field(default_factory=dict)     # id(tensor) -> (frozenset of producers, tuple of steps)
     keep: list = field(default_factory=list)        # tensors whose ids are in sources (ids stay unique)
     busy: bool = False
+    sync: bool = False                              # wait for each layer's output (asynchronous MindSpore
+                                                    # kernels otherwise fail in a later layer)
 
     def position(self):
         """Layer path -> its index in execution order."""
         return {name: index for index, name in enumerate(self.order)}
 
-    def pre_hook(self, name):
+    def pre_hook(self, name, to_numpy):
         seen = set()
 
         def started(_layer, inputs):
@@ -84,12 +86,22 @@ class Recording:
             if self.enabled and name not in seen:
                 seen.add(name)
                 self.order.append(name)
+                if name in self.watched:
+                    # Copied now: an in-place layer (ReLU(inplace=True)) overwrites its input as it runs.
+                    self.busy = True
+                    record = self.records.setdefault(name, Record())
+                    record.inputs = [to_numpy(x) for _, x in compare.flatten(tuple(inputs)) if is_array(x)]
+                    self.busy = False
                 if self.units is not None and name in self.units:
                     self.feeds[name] = [self._source(x, name) for _, x in compare.flatten(tuple(inputs)) if is_array(x)]
         return started
 
     def hook(self, name, to_numpy):
         def finished(_layer, inputs, output):
+            if self.sync:
+                for _, x in compare.flatten(output):
+                    if is_array(x):
+                        to_numpy(x)  # raises here, in this layer, when its kernel failed
             if self.stack and self.stack[-1] == name:
                 self.stack.pop()
             if not self.enabled:
@@ -103,7 +115,6 @@ class Recording:
                 record = self.records.setdefault(name, Record())
                 record.calls += 1
                 if record.calls == 1:
-                    record.inputs = [to_numpy(x) for _, x in compare.flatten(tuple(inputs)) if is_array(x)]
                     record.output = [to_numpy(x) for _, x in compare.flatten(output) if is_array(x)]
             finally:
                 self.busy = False
@@ -173,8 +184,7 @@ def _arrays(value):
 def call_label(name, args, kwargs):
     """interpolate(scale_factor=2, mode='bicubic'): the call's name and its non-tensor, non-None arguments."""
     shown = [repr(_plain(a)) for a in args[1:] if not _arrays(a) and a is not None]
-    shown += [f"{key}={_plain(value)!r}" for key, value in kwargs.items()
-              if value is not None and value is not False and not _arrays(value)]
+    shown += [f"{key}={_plain(value)!r}" for key, value in kwargs.items() if value is not None and not _arrays(value)]
     return f"{name}({', '.join(shown)})"
 
 
@@ -210,7 +220,7 @@ def _attach(layers, recording, to_numpy):
         children = layer.named_children() if hasattr(layer, "named_children") else layer.name_cells().items()
         if not any(True for _ in children):
             recording.leaves.add(name)
-        handles.append(layer.register_forward_pre_hook(recording.pre_hook(name)))
+        handles.append(layer.register_forward_pre_hook(recording.pre_hook(name, to_numpy)))
         handles.append(layer.register_forward_hook(recording.hook(name, to_numpy)))
     return handles
 
@@ -260,16 +270,28 @@ def record_torch(model, inputs, watched=(), units=None):
     return recording, output
 
 
-def record_ms(net, inputs, watched=()):
-    """Run a MindSpore cell once on NumPy `inputs` (PyNative); returns (Recording, outputs)."""
+def record_ms(net, inputs, watched=(), sync=False):
+    """Run a MindSpore cell once on NumPy `inputs` (PyNative); returns (Recording, outputs).
+
+    A failure is located by running again with every layer's output waited for (`sync`): MindSpore runs
+    kernels asynchronously, so an error otherwise surfaces in whatever layer comes next.
+    """
     import mindspore as ms
 
-    recording = Recording(set(watched))
+    recording = Recording(set(watched), sync=sync)
     handles = _attach(net.cells_and_names(), recording, ms_numpy)
     try:
         output = net(*[ms.Tensor(np.asarray(x)) for x in inputs])
     except Exception as error:
         recording.failed_in = recording.stack[-1] if recording.stack else None
+        if not sync:
+            for handle in handles:
+                handle.remove()
+            handles = []
+            try:
+                record_ms(net, inputs, sync=True)
+            except ForwardFailed as located:
+                raise ForwardFailed("MindSpore", located.layer, error) from error
         raise ForwardFailed("MindSpore", recording.failed_in, error) from error
     finally:
         for handle in handles:

@@ -101,7 +101,7 @@ def _between(row, by_torch):
     where = ", ".join(f"`{name}`" for name in producers)
     ops = ", ".join(f"`{step}`" for step in through) if through else \
         "operations written inline in forward()/construct() that the recording does not name (arithmetic, reshapes)"
-    agreed = "agree" if any(name != "input" for name in producers) else "are the same"
+    agreed = "is the same" if producers == ["input"] else "agrees" if len(producers) == 1 else "agree"
     sentence = (f"The inputs of {_name(row)} differ although what produces them ({where}) {agreed}: "
                 f"the difference arises in between, in {ops}.")
     text = (f"The models part before {_name(row)}: its inputs already differ ({error_words(row['inputs'])}) while "
@@ -122,8 +122,10 @@ def _in_block(row, rows, links, calls):
     if own <= 10 * worst_child:
         return None  # the block's error is its layers' own
     inside = [link for link in links if link["cell"] == row["mindspore"] or link["cell"].startswith(prefix_ms)]
-    suspects = sorted([link for link in inside if link["pieces"] or link["transform"] or
-                       link["confidence"] < LOW_CONFIDENCE], key=lambda link: (not link["pieces"], link["confidence"]))
+    # Hand edits first, then transformed entries (a fused layout), then the least certain.
+    suspects = sorted([link for link in inside if link.get("edited") or link["pieces"] or link["transform"] or
+                       link["confidence"] < LOW_CONFIDENCE],
+                      key=lambda link: (not link.get("edited"), not link["pieces"], link["confidence"]))
     ops = list(dict.fromkeys(label for context, label in calls
                              if context == row["torch"] or context.startswith(prefix_torch)))
     evidence = (f"The block {_name(row)} differs when run alone on PyTorch's inputs ({error_words(row['isolated'])}) "
@@ -157,7 +159,7 @@ def _map_cause(problems):
 def _order_cause(problems):
     first = problems[0]
     return {"kind": "order", "torch": first["torch"], "mindspore": first["mindspore"], "error": math.inf,
-            "sentence": f"The models apply operations in another order: {first['text']}.",
+            "sentence": f"The two models apply operations in another order: {first['text']}.",
             "text": f"The models part where the order of operations differs: {first['text']}."}
 
 

@@ -38,7 +38,8 @@ def kind(type_name):
 # --- through the map -----------------------------------------------------------------------------------
 
 def entry_links(ms_rows, map_data, module_names):
-    """Every map entry as {ms, cell, torch, owners, transform, pieces, confidence, method}."""
+    """Every map entry as {ms, cell, torch, owners, transform, pieces, confidence, method, edited}; edited: the
+    entry differs from what stage 2 suggested (a hand edit)."""
     found = map_data.get("found", {})
     links = []
     for row in ms_rows:
@@ -49,7 +50,8 @@ def entry_links(ms_rows, map_data, module_names):
         ops = transforms.parse(entry.transform)
         owners = [strip_to_known(name.rpartition(".")[0], module_names) for name in entry.torch_names]
         info = found.get(row.name, {})
-        links.append({"ms": row.name, "cell": row.path.rpartition(".")[0], "torch": entry.torch_names,
+        suggested = map_data.get("suggested", {})
+        links.append({"edited": row.name in suggested and suggested[row.name] != value,"ms": row.name, "cell": row.path.rpartition(".")[0], "torch": entry.torch_names,
                       "owners": owners, "transform": entry.transform,
                       "pieces": any(op in ("chunk", "cat") for op, _ in ops),
                       "confidence": info.get("confidence", 1.0), "method": info.get("method", "")})
@@ -188,8 +190,7 @@ def moved_operations(moved, torch_order, ms_order, pairs):
         problems.append({"kind": "operations in another order", "mindspore": cell, "torch": module,
                          "other_torch": other_module, "other_mindspore": other_cell,
                          "text": f"PyTorch runs `{module}` {torch_side} `{other_module}`, the MindSpore port runs "
-                                 f"`{cell}` {ms_side} `{other_cell}`: the two models apply these operations in "
-                                 "another order"})
+                                 f"`{cell}` {ms_side} `{other_cell}`"})
     return problems
 
 

@@ -290,3 +290,47 @@ def test_a_file_factory_cell_compiles_in_graph_mode(tmp_path):
         ms.set_context(mode=ms.PYNATIVE_MODE)
     assert out.tolist() == [0.0, 6.0]
     assert import_object("my_port.py:build", tmp_path / "run.toml").__module__ == type(net).__module__
+
+
+# --- the verdict weighs layer evidence ----------------------------------------------------------------
+
+def _unit(name, full, isolated, inputs=1e-7):
+    metric = lambda value: {"compared": 4, "relative": value, "cosine": 1.0,
+                            "verdict": compare.verdict({"compared": 4, "relative": value}, 1e-4)}
+    return {"torch": name, "mindspore": name, "kind": "layer", "torch_type": "Linear", "mindspore_type": "Dense",
+            **metric(full), "inputs": metric(inputs),
+            "isolated": {**metric(isolated), "verdict": compare.verdict({"compared": 4, "relative": isolated},
+                                                                        compare.OP_TOLERANCE)}}
+
+
+def test_outputs_within_tolerance_with_layers_that_differ_alone_is_not_agreement():
+    from pt2ms.diagnosis import causes
+    from pt2ms.verify import summarise
+
+    outputs = [{"verdict": "agree within float noise", "relative": 2.05e-5}]
+    rows = [_unit("a", 1e-7, 1e-7), _unit("b", 3e-4, 3e-4), _unit("c", 2e-4, 1e-7, inputs=3e-4)]
+    found = causes(rows, [], [], [], [], [], 1e-4)
+    summary = summarise(outputs, rows, found, [], True, 3)
+    assert summary["verdict"] == "differ" and summary["agree"] is False and summary["outputs_agree"] is True
+    assert summary["first_divergence_detail"]["torch"] == "b"
+
+
+def test_layers_that_drift_while_each_agrees_alone_are_said_to_accumulate():
+    from pt2ms.diagnosis import causes
+    from pt2ms.report import markdown
+    from pt2ms.verify import summarise
+
+    outputs = [{"batch": 0, "output": "output", "verdict": "agree within float noise", "relative": 2.05e-5}]
+    # Each layer misses by float noise alone; in the full run the errors grow past the tolerance.
+    rows = [_unit("a", 1e-6, 1e-6), _unit("b", 2e-4, 2e-6, inputs=1e-4 * 0.9), _unit("c", 3e-4, 3e-6, inputs=2e-4)]
+    found = causes(rows, [], [], [], [], [], 1e-4)
+    summary = summarise(outputs, rows, found, [], True, 3)
+    assert found == [] and summary["verdict"] == "agree within float noise" and summary["layers_differ"] == 2
+    assert summary["first_divergence_detail"]["kind"] == "accumulated"
+    report = markdown({"name": "n", **summary, "warnings": [], "tolerance": 1e-4, "exact_threshold": 1e-6,
+                       "inputs": [[1]], "batches": 1, "torch_checkpoint": "a", "mindspore_checkpoint": "b",
+                       "outputs": outputs, "layers": rows, "layers_paired": 3, "load_notes": []})
+    assert "agree within float noise at the outputs; 2 paired layer(s) leave tolerance" in report
+    # With one layer computing something else alone, "accumulated" is never said.
+    rows[1] = _unit("b", 2e-4, 5e-5, inputs=1e-4 * 0.9)
+    assert causes(rows, [], [], [], [], [], 1e-4)[0]["kind"] == "in layer"

@@ -12,6 +12,7 @@ same-shaped layers paired crosswise) and about the order of operations.
 
 import re
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 
 from . import transforms
 from .mapping import parse_value
@@ -33,6 +34,35 @@ def kind(type_name):
     """One name for one operation in both frameworks: MaxPool2d -> maxpool, HSwish -> hardswish."""
     name = re.sub(r"[123]d$", "", type_name.lower())
     return KIND_ALIASES.get(name, name)
+
+
+@dataclass
+class Flows:
+    """Each side's data flow from the first recorded pass: layer -> [(producers, steps)] per input."""
+    torch: dict = field(default_factory=dict)
+    ms: dict = field(default_factory=dict)
+
+
+def ancestors(name, feeds, keep):
+    """The nearest layers in `keep` (or "input", or "?" when unknown) whose outputs reach `name`'s inputs."""
+    found, seen, todo = set(), set(), [name]
+    while todo:
+        current = todo.pop()
+        for producers, _ in feeds.get(current, []):
+            for producer in producers:
+                if producer in keep or producer in ("input", "?"):
+                    found.add(producer)
+                elif producer not in seen and producer in feeds:
+                    seen.add(producer)
+                    todo.append(producer)
+                elif producer not in seen:
+                    found.add("?")
+    return frozenset(found) if found else frozenset(["?"])
+
+
+def _translated(name, flows, partner, torch_keep):
+    """A PyTorch layer's ancestors, named by their MindSpore partners."""
+    return frozenset(partner.get(p, p) for p in ancestors(name, flows.torch, torch_keep))
 
 
 # --- through the map -----------------------------------------------------------------------------------
@@ -101,11 +131,14 @@ def mixed_entries(pairs, links):
     return problems
 
 
-def crossed_pairs(pairs, links, torch_position, ms_position, signatures):
+def crossed_pairs(pairs, links, torch_position, ms_position, signatures, flows=None):
     """Map problems: two paired layers of one shape that run in one order in PyTorch and the other in MindSpore.
 
     signatures: torch module path -> something equal for layers the map could confuse (type and shapes).
+    flows: when given, a pair whose inputs come from partners on both sides is not suspect (a port may run
+    two branches in the other order); only pairs the data flow contradicts, or cannot confirm, are.
     """
+    consistent = _consistent(pairs, flows) if flows else set()
     by_signature = defaultdict(list)
     for cell, module in pairs:
         if module in torch_position and cell in ms_position:
@@ -115,7 +148,7 @@ def crossed_pairs(pairs, links, torch_position, ms_position, signatures):
         group.sort()
         for i, (_, ms_a, cell_a, module_a) in enumerate(group):
             for _, ms_b, cell_b, module_b in group[i + 1:]:
-                if ms_b < ms_a and (cell_a, cell_b) not in seen:
+                if ms_b < ms_a and (cell_a, cell_b) not in seen and not {cell_a, cell_b} <= consistent:
                     seen.add((cell_a, cell_b))
                     inside = [link for link in links if link["cell"] in (cell_a, cell_b)]
                     problems.append({
@@ -125,6 +158,18 @@ def crossed_pairs(pairs, links, torch_position, ms_position, signatures):
                                 f"`{cell_a}` and `{cell_b}` run the other way round: two layers of one shape are "
                                 f"likely paired crosswise by the entries {entries_text(inside)}"})
     return problems
+
+
+def _consistent(pairs, flows):
+    """Cells whose inputs come from the partners of what feeds their PyTorch partner."""
+    partner = {module: cell for cell, module in pairs}
+    torch_keep, ms_keep = set(partner), set(partner.values())
+    found = set()
+    for cell, module in pairs:
+        ms_side = ancestors(cell, flows.ms, ms_keep)
+        if "?" not in ms_side and _translated(module, flows, partner, torch_keep) == ms_side:
+            found.add(cell)
+    return found
 
 
 # --- parameter-free layers, by execution order between paired layers ------------------------------------
@@ -141,13 +186,33 @@ def _span(position, anchors):
     return sum(1 for anchor in anchors if anchor < position)
 
 
-def pair_parameter_free(pairs, torch_order, ms_order, torch_free, ms_free):
+def _by_flow(pairs, torch_free, ms_free, flows):
+    """[(cell, module)]: parameter-free layers of one kind fed by partners, where exactly one on each side is."""
+    partner = {module: cell for cell, module in pairs}
+    torch_keep, ms_keep = set(partner), set(partner.values())
+    groups = defaultdict(lambda: ([], []))
+    for module, type_name in torch_free.items():
+        if module in flows.torch:
+            groups[(kind(type_name), _translated(module, flows, partner, torch_keep))][0].append(module)
+    for cell, type_name in ms_free.items():
+        if cell in flows.ms:
+            groups[(kind(type_name), ancestors(cell, flows.ms, ms_keep))][1].append(cell)
+    return [(cells[0], modules[0]) for (_, source), (modules, cells) in groups.items()
+            if len(modules) == 1 and len(cells) == 1 and "?" not in source]
+
+
+def pair_parameter_free(pairs, torch_order, ms_order, torch_free, ms_free, flows=None):
     """[(cell, module)] of parameter-free layers, and the ones that run at another place than their partner.
 
-    Between two consecutive paired layers (PyTorch's execution order), the parameter-free layers of one kind
-    pair in their order of execution. Those left over pair by kind across the whole model when each side has
-    as many of that kind: a pooling that runs before a norm in one model and after it in the other.
+    First by data flow (flows): a layer of one kind fed by the partner of what feeds its counterpart, so
+    that branches pair as branches whatever order each port runs them in. Then, between two consecutive
+    paired layers (PyTorch's execution order), the rest of one kind pair in their order of execution. Those
+    left over pair by kind across the whole model when each side has as many of that kind: a pooling that
+    runs before a norm in one model and after it in the other.
     """
+    by_flow = _by_flow(pairs, torch_free, ms_free, flows) if flows else []
+    torch_free = {name: value for name, value in torch_free.items() if name not in {m for _, m in by_flow}}
+    ms_free = {name: value for name, value in ms_free.items() if name not in {c for c, _ in by_flow}}
     torch_position = {name: i for i, name in enumerate(torch_order)}
     ms_position = {name: i for i, name in enumerate(ms_order)}
     anchors = sorted((torch_position[m], ms_position[c]) for c, m in pairs if m in torch_position and c in ms_position)
@@ -159,7 +224,7 @@ def pair_parameter_free(pairs, torch_order, ms_order, torch_free, ms_free):
     for name in ms_order:
         if name in ms_free:
             spans[(_span(ms_position[name], ms_anchors), kind(ms_free[name]))][1].append(name)
-    found, left_torch, left_ms = [], defaultdict(list), defaultdict(list)
+    found, left_torch, left_ms = list(by_flow), defaultdict(list), defaultdict(list)
     for (_, what), (modules, cells) in sorted(spans.items()):
         found += [(cell, module) for module, cell in zip(modules, cells)]
         left_torch[what] += modules[len(cells):]

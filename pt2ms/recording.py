@@ -8,10 +8,12 @@ Order is the order in which layers *start* (pre-hooks), so a container comes bef
 layer called twice keeps its first call. The stack of layers running at any moment names the layer a
 failing forward pass failed in.
 
-On the PyTorch side a recording can also follow the data (`units`): which unit's output feeds each unit,
-through which functional calls (`interpolate(mode='bicubic')`, `pad`, `gelu`: recorded with their
-arguments by a TorchFunctionMode) and which other modules. Stage 4 uses it to tell where a difference
-arises between two layers, and which layers consume a layer's output.
+A recording can also follow the data (`units`): which unit's output feeds each unit, and through which
+other modules. On the PyTorch side it follows functional calls too (`interpolate(mode='bicubic')`, `pad`,
+`gelu`: recorded with their arguments by a TorchFunctionMode); on the MindSpore side only tensors handed
+from cell to cell unchanged are followed (an op in between makes the producer unknown, "?"). Stage 4 uses
+it to pair branches, to tell where a difference arises between two layers, and which layers consume a
+layer's output.
 """
 
 from dataclasses import dataclass, field
@@ -63,7 +65,7 @@ class Recording:
     enabled: bool = True
     stack: list = field(default_factory=list)       # layers running now, outermost first
     failed_in: str | None = None                    # the innermost layer running when the forward raised
-    units: set | None = None                        # follow the data between these layers (PyTorch only)
+    units: set | None = None                        # follow the data between these layers
     leaves: set = field(default_factory=set)        # layers without children
     types: dict = field(default_factory=dict)       # path -> type name
     feeds: dict = field(default_factory=dict)       # unit -> [(producers, steps)] per input array
@@ -270,7 +272,7 @@ def record_torch(model, inputs, watched=(), units=None):
     return recording, output
 
 
-def record_ms(net, inputs, watched=(), sync=False):
+def record_ms(net, inputs, watched=(), sync=False, units=None):
     """Run a MindSpore cell once on NumPy `inputs` (PyNative); returns (Recording, outputs).
 
     A failure is located by running again with every layer's output waited for (`sync`): MindSpore runs
@@ -278,10 +280,14 @@ def record_ms(net, inputs, watched=(), sync=False):
     """
     import mindspore as ms
 
-    recording = Recording(set(watched), sync=sync)
+    recording = Recording(set(watched), sync=sync, units=set(units) if units is not None else None)
     handles = _attach(net.cells_and_names(), recording, ms_numpy)
+    tensors = [ms.Tensor(np.asarray(x)) for x in inputs]
+    for x in tensors:
+        if recording.units is not None:
+            recording._set(x, (frozenset([ROOT]), ()))
     try:
-        output = net(*[ms.Tensor(np.asarray(x)) for x in inputs])
+        output = net(*tensors)
     except Exception as error:
         recording.failed_in = recording.stack[-1] if recording.stack else None
         if not sync:
@@ -296,4 +302,5 @@ def record_ms(net, inputs, watched=(), sync=False):
     finally:
         for handle in handles:
             handle.remove()
+        recording.keep, recording.sources = [], {}
     return recording, output

@@ -17,7 +17,7 @@ from .inventory import read_inventory
 from .layer_compare import BOUNDARY, compare_pairs
 from .mapping import read_map
 from .models import load_ms, load_torch, make_inputs
-from .pairing import (crossed_pairs, entry_links, find_blocks, mixed_entries, moved_operations, pair_layers,
+from .pairing import (Flows, crossed_pairs, entry_links, find_blocks, mixed_entries, moved_operations, pair_layers,
                       pair_parameter_free, parameter_free_leaves)
 from .recording import ForwardFailed, first_line, is_array, ms_numpy, record_ms, record_torch, torch_numpy
 from .settings import paired_differences
@@ -54,19 +54,20 @@ def _flat(picked, labels, to_numpy, side):
     return flat, notes
 
 
-def run_models(model, net, torch_inputs, ms_inputs, selection=None, source="the config"):
-    """One forward pass of each model; (torch outputs, MindSpore outputs, notes, torch order, MindSpore order).
+def run_models(model, net, torch_inputs, ms_inputs, selection=None, source="the config", follow=False):
+    """One forward pass of each model: (torch outputs, MindSpore outputs, notes, torch Recording, MindSpore
+    Recording); `follow` records the data flow between every leaf and every layer that owns parameters.
 
     selection: [verify] outputs ({"torch": [...], "mindspore": [...]}), pairing outputs position by position.
     """
     selection = selection or {}
-    torch_rec, torch_out = record_torch(model, torch_inputs)
-    ms_rec, ms_out = record_ms(net, ms_inputs)
+    torch_rec, torch_out = record_torch(model, torch_inputs, units=_flow_units(model.named_modules()) if follow else None)
+    ms_rec, ms_out = record_ms(net, ms_inputs, units=_flow_units(net.cells_and_names()) if follow else None)
     torch_keys, ms_keys = selection.get("torch", []), selection.get("mindspore", [])
     labels = [f"output[{key!r}]" for key in torch_keys] if torch_keys else ["output"]
     torch_flat, torch_notes = _flat(_select(torch_out, torch_keys, "PyTorch", source), labels, torch_numpy, "PyTorch")
     ms_flat, ms_notes = _flat(_select(ms_out, ms_keys, "MindSpore", source), labels, ms_numpy, "MindSpore")
-    return torch_flat, ms_flat, torch_notes + ms_notes, torch_rec.order, ms_rec.order
+    return torch_flat, ms_flat, torch_notes + ms_notes, torch_rec, ms_rec
 
 
 def compare_outputs(torch_flat, ms_flat, tolerance):
@@ -111,24 +112,32 @@ def _children(layer):
         else list(layer.name_cells().items())
 
 
+def _flow_units(layers):
+    return {name for name, layer in layers if name and (not _children(layer) or _own_parameters(layer))}
+
+
 def _signature(module):
     return type(module).__name__, tuple(tuple(p.shape) for _, p in module.named_parameters(recurse=False))
 
 
-def pair_everything(model, net, links, torch_order, ms_order):
-    """All pairs as [(cell, module, kind)], the settings that differ, and the map and order problems."""
+def pair_everything(model, net, links, torch_rec, ms_rec):
+    """All pairs as [(cell, module, kind)], the settings that differ, and the map and order problems, from
+    the map and the first pass's recordings (order and data flow)."""
+    torch_order, ms_order = torch_rec.order, ms_rec.order
+    flows = Flows(torch_rec.feeds, ms_rec.feeds)
     modules, cells = dict(model.named_modules()), dict(net.cells_and_names())
     pairs = pair_layers(links, set(modules), set(cells))
     torch_free = parameter_free_leaves(modules.items(), _own_parameters, _children)
     ms_free = parameter_free_leaves(cells.items(), _own_parameters, _children)
-    free, moved = pair_parameter_free(pairs, torch_order, ms_order, torch_free, ms_free)
+    free, moved = pair_parameter_free(pairs, torch_order, ms_order, torch_free, ms_free, flows)
     descendants = {name: [other for other in modules if other.startswith(name + ".")]
                    for name, module in modules.items() if name and _children(module)}
     blocks = find_blocks(descendants, links, pairs, set(cells))
     torch_position = {name: i for i, name in enumerate(torch_order)}
     ms_position = {name: i for i, name in enumerate(ms_order)}
     signatures = {name: _signature(module) for name, module in modules.items()}
-    map_problems = mixed_entries(pairs, links) + crossed_pairs(pairs, links, torch_position, ms_position, signatures)
+    map_problems = mixed_entries(pairs, links) + crossed_pairs(pairs, links, torch_position, ms_position, signatures,
+                                                               flows)
     everything = [(c, m, "layer") for c, m in pairs] + [(c, m, "parameter-free") for c, m in free] + \
                  [(c, m, "block") for c, m in blocks]
     return {"pairs": pairs, "everything": everything, "free": free, "blocks": blocks,
@@ -301,20 +310,20 @@ def verify(config):
     model = load_torch(config)
     net, load_notes = load_ms(config, ckpt_path, map_data)
     tolerance = config.verify.tolerance
-    outputs, orders = [], None
+    outputs, first_pass = [], None
     try:
         for index, (torch_inputs, ms_inputs) in enumerate(tqdm(batches, desc="batches", unit="batch", leave=False,
                                                                disable=None)):
-            torch_flat, ms_flat, notes, torch_order, ms_order = run_models(model, net, torch_inputs, ms_inputs,
-                                                                           selection, config.source)
-            orders = orders or (torch_order, ms_order)
+            torch_flat, ms_flat, notes, torch_rec, ms_rec = run_models(model, net, torch_inputs, ms_inputs, selection,
+                                                                       config.source, follow=index == 0)
+            first_pass = first_pass or (torch_rec, ms_rec)
             load_notes += [note for note in notes if note not in load_notes]
             for item in compare_outputs(torch_flat, ms_flat, tolerance):
                 outputs.append({"batch": index, **item})
     except ForwardFailed as failure:
         _failed(config, ckpt_path, batches, warnings, failure, f"on batch {index}")
     links = entry_links(ms_rows, map_data, {n for n, _ in model.named_modules()})
-    found = pair_everything(model, net, links, *orders)
+    found = pair_everything(model, net, links, *first_pass)
     rows, calls = [], []
     if config.verify.layers:
         first_torch, first_ms = batches[0]

@@ -8,7 +8,6 @@ port with a separate ReLU; timm's Attention (a fused qkv Linear and proj) agains
 q, k, v projections.
 """
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from mindspore import mint
@@ -141,6 +140,46 @@ def torch_two_branch():
 
 def ms_two_branch(resize_mode="bilinear"):
     return MsTwoBranch(resize_mode)
+
+
+# --- two same-shaped branches that a correct port runs in the other order ------------------------------
+
+class TorchBranches(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv_a, self.act_a = nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()
+        self.conv_b, self.act_b = nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.stem(x)
+        a = self.act_a(self.conv_a(x))
+        b = self.act_b(self.conv_b(x))
+        return self.head(torch.cat([a.mean(dim=(2, 3)), b.mean(dim=(2, 3))], dim=1))
+
+
+class MsBranchesOtherOrder(msnn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.stem = msnn.Conv2d(3, 4, 3, pad_mode="pad", padding=1, has_bias=True)
+        self.conv_a, self.act_a = msnn.Conv2d(4, 4, 3, pad_mode="pad", padding=1, has_bias=True), msnn.ReLU()
+        self.conv_b, self.act_b = msnn.Conv2d(4, 4, 3, pad_mode="pad", padding=1, has_bias=True), msnn.ReLU()
+        self.head = msnn.Dense(8, 3)
+
+    def construct(self, x):
+        x = self.stem(x)
+        b = self.act_b(self.conv_b(x))  # branch b first: same result, another execution order
+        a = self.act_a(self.conv_a(x))
+        return self.head(ops.cat([a.mean(axis=(2, 3)), b.mean(axis=(2, 3))], axis=1))
+
+
+def torch_branches():
+    return TorchBranches()
+
+
+def ms_branches_other_order():
+    return MsBranchesOtherOrder()
 
 
 # --- norm then pool, or pool then norm ---------------------------------------------------------------
@@ -383,7 +422,3 @@ def torch_cached_net():
 
 def ms_tuple_net():
     return MsTupleNet()
-
-
-def numpy_batch(shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)

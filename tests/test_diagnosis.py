@@ -162,6 +162,15 @@ def test_correct_functional_resize_agrees(tmp_path):
     assert run.code == 0 and run.report["agree"] is True
 
 
+def test_branches_run_in_another_order_pair_by_data_flow_and_agree(tmp_path):
+    """Two same-shaped branches, each a conv and a ReLU, run b-then-a by the port: a correct port, not a map error."""
+    run = run_verify(project(tmp_path, "torch_branches", "ms_branches_other_order"))
+    assert run.code == 0 and run.report["agree"] is True, run.markdown
+    assert {(row["torch"], row["mindspore"]) for row in run.report["layers"] if row["kind"] == "parameter-free"} == \
+        {("act_a", "act_a"), ("act_b", "act_b")}
+    assert run.report["map_problems"] == [] and run.report["order_problems"] == []
+
+
 def test_norm_then_pool_against_pool_then_norm_is_named_as_an_order(tmp_path):
     run = run_verify(project(tmp_path, "torch_norm_pool", "ms_norm_pool", "pool_first=true"))
     assert_differs(run)

@@ -48,6 +48,9 @@ SETTING_WORDS = {
 # costs 1e-1 is named before a GELU that costs 1e-4, wherever each sits).
 CAUSE_RANK = {"map": 0, "order": 1, "in layer": 2, "between layers": 2, "in block": 2, "setting": 3}
 LOW_CONFIDENCE = 0.9
+# Settings that act in training only: inference cannot show them, so they are a cause on their own. Any other
+# setting is named where a layer computes something else; alone it may be compensated elsewhere in the port.
+TRAINING_SETTINGS = {"momentum", "p"}
 
 
 def hint(row):
@@ -200,8 +203,9 @@ def causes(rows, settings_differ, map_problems, order_problems, links, calls, to
         found.insert(0, _map_cause(map_problems))
     if order_problems and numeric:
         found.insert(0, _order_cause(order_problems))
-    if not found and settings_differ:
-        found.append(_setting_cause(settings_differ))
+    training = [item for item in settings_differ if item["setting"] in TRAINING_SETTINGS]
+    if not found and training:
+        found.append(_setting_cause(training))
     return found
 
 
@@ -242,8 +246,11 @@ def _with_setting_before(cause, rows, settings_differ):
     if cause.get("settings") or not settings_differ or cause["kind"] == "setting":
         return
     position = {row["torch"]: index for index, row in enumerate(rows)}
+    alone = {row["torch"]: row.get("isolated", {}).get("verdict") for row in rows}
     at = position.get(cause.get("torch"), len(rows))
-    before = [item for item in settings_differ if position.get(item["torch"], len(rows)) <= at]
+    # Only settings of layers not shown to agree alone: those may be where the difference comes from.
+    before = [item for item in settings_differ if position.get(item["torch"], len(rows)) <= at
+              and alone.get(item["torch"]) not in compare.AGREEMENT]
     if before:
         cause["settings"] = before
         words = "; ".join(f"`{item['torch']}` {settings_words([item])}" for item in before[:3])

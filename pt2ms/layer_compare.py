@@ -33,6 +33,13 @@ def layer_metric(ms_arrays, torch_arrays):
         # One side returns more (MindSpore's VocabEmbedding also returns its table): compare what both return.
         ms_arrays, torch_arrays = ms_arrays[:common], torch_arrays[:common]
     metric = compare.metrics(_joined(ms_arrays), _joined(torch_arrays))
+    shapes = [list(np.shape(x)) for x in ms_arrays], [list(np.shape(x)) for x in torch_arrays]
+    if not metric.get("sizes_differ") and metric.get("compared") and shapes[0] != shapes[1]:
+        # The same number of values in another layout (a patch-embedding conv against a dense on patches):
+        # compared as sorted values, which agree when they are the same numbers rearranged.
+        metric = compare.metrics(np.sort(_joined(ms_arrays)), np.sort(_joined(torch_arrays)))
+        metric.update(layouts_differ=True, shape_ms=shapes[0], shape_torch=shapes[1],
+                      note=f"layouts differ (MindSpore {shapes[0]}, PyTorch {shapes[1]}): compared as sorted values")
     if extra and len(ms_arrays) == common:
         metric["note"] = f"compared the first {common} of {common + abs(extra)} arrays: only " \
                          f"{'MindSpore' if extra > 0 else 'PyTorch'} returns the rest"
@@ -46,6 +53,7 @@ def layer_metric(ms_arrays, torch_arrays):
 def _compared(ms_record, torch_record, tolerance):
     """A row's output metrics, its inputs' metrics and its verdict; inputs that changed size make it differ."""
     row = layer_metric(ms_record.output, torch_record.output)
+    row["output_verdict"] = compare.verdict(row, tolerance)  # the output alone, whatever the inputs' sizes
     row["inputs"] = layer_metric(ms_record.inputs, torch_record.inputs)
     changed = {what: metric for what, metric in (("inputs", row["inputs"]), ("outputs", row))
                if metric.get("sizes_differ")}
@@ -119,15 +127,28 @@ def _mark_boundaries(rows):
     timm's BatchNormAct2d the activation a port applies as a separate layer: the outputs differ, yet nothing
     downstream does. Such layers are marked, not reported as divergence.
     """
-    fed = consumers([row for row in rows if row["kind"] != "block"])
+    units = [row for row in rows if row["kind"] != "block"]
+    fed = consumers(units)
     for row in rows:
-        if row["kind"] == "block" or row.get("isolated", {}).get("verdict") != "differ":
+        if row.get("isolated", {}).get("verdict") != "differ":
             continue
-        following = fed.get(row["torch"], [])
+        if row.get("output_verdict") in compare.AGREEMENT and not inputs_agree(row):
+            # Fed other inputs it gives the same outputs: the work before it is split differently (MindSpore's
+            # nn.Pad then a valid max pool, where PyTorch pads inside the pool).
+            row["verdict"] = BOUNDARY
+            row["note"] = ("its inputs differ yet its output agrees: the two sides split the work before it "
+                           "differently (e.g. padding applied by a separate layer)")
+            continue
+        if row["kind"] == "block":
+            inside = {unit["torch"] for unit in units if unit["torch"].startswith(row["torch"] + ".")}
+            following = [after for name in inside for after in fed.get(name, []) if after["torch"] not in inside]
+        else:
+            following = fed.get(row["torch"], [])
         if inputs_agree(row) and following and all(inputs_agree(after) for after in following):
             row["verdict"] = BOUNDARY
             row["note"] = ("output differs but the inputs of every layer that consumes it agree: the two sides "
-                           "split the work differently here (e.g. an activation fused into the layer)")
+                           "split the work differently here (e.g. an activation fused into the layer, a block "
+                           "that ends before or after a residual add)")
 
 
 def producers_agree(row, by_torch):

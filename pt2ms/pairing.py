@@ -81,21 +81,27 @@ def entry_links(ms_rows, map_data, module_names):
         owners = [strip_to_known(name.rpartition(".")[0], module_names) for name in entry.torch_names]
         info = found.get(row.name, {})
         suggested = map_data.get("suggested", {})
-        links.append({"edited": row.name in suggested and suggested[row.name] != value,"ms": row.name, "cell": row.path.rpartition(".")[0], "torch": entry.torch_names,
+        links.append({"edited": row.name in suggested and suggested[row.name] != value, "tied": entry.tied,"ms": row.name, "cell": row.path.rpartition(".")[0], "torch": entry.torch_names,
                       "owners": owners, "transform": entry.transform,
                       "pieces": any(op in ("chunk", "cat") for op, _ in ops),
                       "confidence": info.get("confidence", 1.0), "method": info.get("method", "")})
     return links
 
 
-def pair_layers(links, module_names, cell_names):
-    """[(ms cell path, torch module path)]: each MindSpore cell with the module that feeds most of its parameters."""
+def pair_layers(links, module_names, cell_names, is_block=None):
+    """[(ms cell path, torch module path)]: each MindSpore cell with the module that feeds most of its parameters.
+
+    is_block(side, path): whether a layer holds other layers with parameters; a block that owns a stray
+    parameter (timm's WindowAttention and its bias table) computes something else than a small cell owning
+    the same parameter (mindcv's RelativeBias), so the two are not paired.
+    """
     votes = Counter()
     for link in links:
         if link["pieces"]:
             continue  # a piece of a fused layer computes part of the other's output: nothing to compare 1:1
         for owner in link["owners"]:
-            if link["cell"] in cell_names and owner in module_names and link["cell"] and owner:
+            if link["cell"] in cell_names and owner in module_names and link["cell"] and owner and \
+                    (is_block is None or is_block("torch", owner) == is_block("mindspore", link["cell"])):
                 votes[(link["cell"], owner)] += 1
     pairs, taken_cells, taken_modules = [], set(), set()
     for (cell, owner), _ in votes.most_common():
@@ -121,7 +127,7 @@ def mixed_entries(pairs, links):
     problems = []
     for link in links:
         module = partner.get(link["cell"])
-        if module is None or link["pieces"] or all(owner == module for owner in link["owners"]):
+        if module is None or link["pieces"] or link["tied"] or all(owner == module for owner in link["owners"]):
             continue
         others = sorted(set(link["owners"]) - {module})
         problems.append({"kind": "entry reads another layer", "mindspore": link["cell"], "torch": module,
@@ -153,11 +159,19 @@ def crossed_pairs(pairs, links, torch_position, ms_position, signatures, flows=N
                     inside = [link for link in links if link["cell"] in (cell_a, cell_b)]
                     problems.append({
                         "kind": "order contradicts the map", "mindspore": cell_a, "torch": module_a,
+                        "confirmed": bool(flows) and _contradicted(cell_a, module_a, pairs, flows),
                         "entries": [link["ms"] for link in inside],
                         "text": f"`{module_a}` runs before `{module_b}` in PyTorch, but their MindSpore partners "
                                 f"`{cell_a}` and `{cell_b}` run the other way round: two layers of one shape are "
                                 f"likely paired crosswise by the entries {entries_text(inside)}"})
     return problems
+
+
+def _contradicted(cell, module, pairs, flows):
+    """Whether the data flow shows `cell`'s inputs coming from elsewhere than its partner's do."""
+    partner = {m: c for c, m in pairs}
+    ms_side = ancestors(cell, flows.ms, set(partner.values()))
+    return "?" not in ms_side and _translated(module, flows, partner, set(partner)) != ms_side
 
 
 def _consistent(pairs, flows):

@@ -112,6 +112,13 @@ def _children(layer):
         else list(layer.name_cells().items())
 
 
+def _holds_layers(layer):
+    """Whether a layer has a descendant that owns parameters."""
+    layers = layer.modules() if hasattr(layer, "modules") and not hasattr(layer, "name_cells") else layer.cells_and_names()
+    return any(_own_parameters(inner) for inner in (item[1] if isinstance(item, tuple) else item for item in layers)
+               if inner is not layer)
+
+
 def _flow_units(layers):
     return {name for name, layer in layers if name and (not _children(layer) or _own_parameters(layer))}
 
@@ -126,7 +133,9 @@ def pair_everything(model, net, links, torch_rec, ms_rec):
     torch_order, ms_order = torch_rec.order, ms_rec.order
     flows = Flows(torch_rec.feeds, ms_rec.feeds)
     modules, cells = dict(model.named_modules()), dict(net.cells_and_names())
-    pairs = pair_layers(links, set(modules), set(cells))
+    holders = {"torch": {name for name, module in modules.items() if _holds_layers(module)},
+               "mindspore": {name for name, cell in cells.items() if _holds_layers(cell)}}
+    pairs = pair_layers(links, set(modules), set(cells), lambda side, path: path in holders[side])
     torch_free = parameter_free_leaves(modules.items(), _own_parameters, _children)
     ms_free = parameter_free_leaves(cells.items(), _own_parameters, _children)
     free, moved = pair_parameter_free(pairs, torch_order, ms_order, torch_free, ms_free, flows)
@@ -140,15 +149,20 @@ def pair_everything(model, net, links, torch_rec, ms_rec):
                                                                flows)
     everything = [(c, m, "layer") for c, m in pairs] + [(c, m, "parameter-free") for c, m in free] + \
                  [(c, m, "block") for c, m in blocks]
-    return {"pairs": pairs, "everything": everything, "free": free, "blocks": blocks,
+    return {"pairs": pairs, "everything": everything, "flows": flows, "free": free, "blocks": blocks,
             "settings_differ": paired_differences(pairs + free, modules, cells), "map_problems": map_problems,
             "order_problems": moved_operations(moved, torch_order, ms_order, pairs)}
 
 
 def _explained_settings(settings_differ, rows):
-    """Settings that differ, less a built-in activation on a layer whose consumers' inputs agree (a boundary)."""
-    boundary = {row["torch"] for row in rows if row["verdict"] == BOUNDARY}
-    return [item for item in settings_differ if not (item["setting"] == "activation" and item["torch"] in boundary)]
+    """Settings that differ, less those of a layer marked "boundary differs" (its built-in activation, the
+    padding a separate layer applies before it): they are noted on that layer instead."""
+    boundary = {row["torch"]: row for row in rows if row["verdict"] == BOUNDARY}
+    for item in settings_differ:
+        if item["torch"] in boundary:
+            boundary[item["torch"]]["note"] += (f"; its {item['setting']} differs (MindSpore {item['mindspore_value']!r}, "
+                                                f"PyTorch {item['torch_value']!r}), which this explains")
+    return [item for item in settings_differ if item["torch"] not in boundary]
 
 
 # --- inputs: seeded, or a user's dataset -----------------------------------------------------------------
@@ -335,7 +349,11 @@ def verify(config):
             _failed(config, ckpt_path, batches, warnings, failure, "while recording layers")
         calls = torch_rec.calls
     settings_differ = _explained_settings(found["settings_differ"], rows)
-    candidates = causes(rows, settings_differ, found["map_problems"], found["order_problems"], links, calls,
+    # A map problem the data flow does not confirm is worth showing only when something differs.
+    numeric = any(row["verdict"] == "differ" for row in rows + outputs)
+    map_problems = [problem for problem in found["map_problems"] if numeric or problem.get("confirmed")]
+    order_problems = found["order_problems"] if numeric else []
+    candidates = causes(rows, settings_differ, map_problems, order_problems, links, calls,
                         tolerance) if config.verify.layers else []
     result = {
         "name": config.name,
@@ -354,8 +372,8 @@ def verify(config):
         "parameter_free_paired": len(found["free"]),
         "blocks_paired": len(found["blocks"]),
         "settings_differ": settings_differ,
-        "map_problems": found["map_problems"],
-        "order_problems": found["order_problems"],
+        "map_problems": map_problems,
+        "order_problems": order_problems,
         "load_notes": load_notes,
     }
     result["files"] = [str(path) for path in write_reports(result, config.output_dir)]

@@ -422,3 +422,35 @@ def torch_cached_net():
 
 def ms_tuple_net():
     return MsTupleNet()
+
+
+# --- zoo-shaped ports (tests/zoo_*_pairs.py) with mindcv's GELU default --------------------------------
+
+def _tanh_gelu(net):
+    """Every GELU as nn.GELU() builds it by default: the tanh approximation (what mindcv's ports keep)."""
+    for _, cell in net.cells_and_names():
+        if isinstance(cell, msnn.GELU):
+            cell.approximate = "tanh"
+    return net
+
+
+def torch_convnext():
+    from tests.zoo_cnn2_pairs import zoo_convnext_pair
+    return zoo_convnext_pair().torch_model
+
+
+def ms_convnext(tanh_gelu=False):
+    from tests.zoo_cnn2_pairs import zoo_convnext_pair
+    net = zoo_convnext_pair().ms_model
+    return _tanh_gelu(net) if tanh_gelu else net
+
+
+def torch_vit():
+    from tests.zoo_transformer_pairs import vit_timm_vs_model_zoo_pair
+    return vit_timm_vs_model_zoo_pair().torch_model
+
+
+def ms_vit(tanh_gelu=False):
+    from tests.zoo_transformer_pairs import vit_timm_vs_model_zoo_pair
+    net = vit_timm_vs_model_zoo_pair().ms_model
+    return _tanh_gelu(net) if tanh_gelu else net

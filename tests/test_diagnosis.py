@@ -83,6 +83,23 @@ def test_gelu_approximation_is_named_at_the_activation(tmp_path):
     assert_top_down(run.markdown)
 
 
+@pytest.mark.parametrize("torch_model, ms_model, shape", [("torch_convnext", "ms_convnext", "[[1, 3, 32, 32]]"),
+                                                         ("torch_vit", "ms_vit", "[[2, 3, 12, 12]]")])
+def test_zoo_ports_keeping_mindsporess_gelu_default_are_blamed_on_the_gelu(tmp_path, torch_model, ms_model, shape):
+    """timm ConvNeXt and ViT against their zoo ports (tests/zoo_*_pairs.py) with nn.GELU()'s default: the GELU is
+    named, not float32 rounding accumulated over depth."""
+    config = project(tmp_path, torch_model, ms_model, verify=f"inputs = {shape}")
+    assert run_verify(config).code == 0  # exact GELU: the ports agree
+    config.write_text(config.read_text().replace(f'model = "{MODELS}{ms_model}"',
+                                                 f'model = "{MODELS}{ms_model}"\nkwargs = {{ tanh_gelu = true }}'))
+    run = run_verify(config)
+    assert_differs(run)
+    detail = run.report["first_divergence_detail"]
+    assert detail["kind"] == "in layer" and row(run.report, detail["torch"])["torch_type"] == "GELU"
+    assert setting_named(run, "approximate") == ("tanh", "none")
+    assert "accumulated" not in run.markdown
+
+
 def test_exact_gelu_port_agrees(tmp_path):
     run = run_verify(project(tmp_path, "torch_mlp", "ms_mlp", verify="inputs = [[2, 5, 8]]"))
     assert run.code == 0 and run.report["agree"] is True and run.report["settings_differ"] == []

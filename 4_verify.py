@@ -1,4 +1,8 @@
-"""Stage 4: run both models on the same inputs and report, layer by layer, whether they agree."""
+"""Stage 4: run both models on the same inputs and report, layer by layer, whether they agree, and why not.
+
+Exit codes: 0 the models agree, 1 they differ (or nothing could be verified), 2 bad input, 3 a model's
+forward pass failed (the report is still written, "not compared").
+"""
 
 from pt2ms import cli
 from pt2ms.verify import BOUNDARY, verify

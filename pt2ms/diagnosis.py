@@ -98,8 +98,8 @@ def _in_layer(row, settings):
             "settings": found, "sentence": sentence, "text": text}
 
 
-def _between(row, by_torch):
-    producers = [name for name in row.get("from", [])]
+def _between(row):
+    producers = list(row.get("from", []))
     through = row.get("through", [])
     where = ", ".join(f"`{name}`" for name in producers)
     ops = ", ".join(f"`{step}`" for step in through) if through else \
@@ -197,7 +197,7 @@ def causes(rows, settings_differ, map_problems, order_problems, links, calls, to
             found.append(_in_layer(row, settings))
         elif not inputs_agree(row) and row["inputs"].get("compared", 0) + row["inputs"].get("sizes_differ", 0) \
                 and compare.verdict(row["inputs"], tolerance) == "differ" and producers_agree(row, by_torch):
-            found.append(_between(row, by_torch))
+            found.append(_between(row))
     numeric = bool(found) or any(row["verdict"] == "differ" for row in rows)
     if map_problems and numeric:
         found.insert(0, _map_cause(map_problems))

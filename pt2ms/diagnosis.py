@@ -149,6 +149,14 @@ def _in_block(row, rows, links, calls):
             "between": ops, "sentence": sentence, "text": text}
 
 
+def _jumps(row, before):
+    """Whether a layer's inputs differ far more than the previous layer's output did: a step, not a drift."""
+    if row["inputs"].get("sizes_differ") or before is None:
+        return True
+    return before["verdict"] in compare.AGREEMENT and \
+        _magnitude(row["inputs"]) > 10 * max(_magnitude(before), compare.EXACT)
+
+
 def _map_cause(problems):
     first = problems[0]
     more = f" ({len(problems) - 1} more listed under map problems)" if len(problems) > 1 else ""
@@ -182,11 +190,13 @@ def causes(rows, settings_differ, map_problems, order_problems, links, calls, to
     settings = {}
     for item in settings_differ:
         settings.setdefault(item["torch"], []).append(item)
-    found = []
+    found, previous = [], None
     for row in rows:
         if row["verdict"] in ("not compared", BOUNDARY):
             continue
         isolated = row.get("isolated", {})
+        if row["kind"] != "block":
+            previous, before = row, previous
         if row["kind"] == "block":
             if isolated.get("verdict") == "differ":
                 block = _in_block(row, rows, links, calls)
@@ -196,8 +206,12 @@ def causes(rows, settings_differ, map_problems, order_problems, links, calls, to
                                                    and inputs_agree(row)):
             found.append(_in_layer(row, settings))
         elif not inputs_agree(row) and row["inputs"].get("compared", 0) + row["inputs"].get("sizes_differ", 0) \
-                and compare.verdict(row["inputs"], tolerance) == "differ" and producers_agree(row, by_torch):
-            found.append(_between(row))
+                and compare.verdict(row["inputs"], tolerance) == "differ":
+            if producers_agree(row, by_torch):
+                found.append(_between(row))
+            elif "?" in row.get("from", ["?"]) and _jumps(row, before):
+                # The data flow is unknown here: the layer that ran just before stands in for its producer.
+                found.append(_between({**row, "from": [before["torch"]] if before else ["input"]}))
     numeric = bool(found) or any(row["verdict"] == "differ" for row in rows)
     if map_problems and numeric:
         found.insert(0, _map_cause(map_problems))

@@ -45,7 +45,7 @@ def _error_cell(metric):
 
 
 def markdown(result):
-    """The report a person reads: verdict first, then where the models part, then the tables."""
+    """The report a person reads: the verdict, the cause in one sentence, the evidence, then the tables."""
     lines = [f"# Verification: {result['name']}", "",
              f"**Verdict: {_headline(result)}** (`agree` = {str(result['agree']).lower()}).", ""]
     if result.get("cause"):

@@ -353,8 +353,9 @@ def verify(config):
     numeric = any(row["verdict"] == "differ" for row in rows + outputs)
     map_problems = [problem for problem in found["map_problems"] if numeric or problem.get("confirmed")]
     order_problems = found["order_problems"] if numeric else []
-    candidates = causes(rows, settings_differ, map_problems, order_problems, links, calls,
-                        tolerance) if config.verify.layers else []
+    # Without layers only a setting can be named (settings are read without running anything).
+    candidates = causes(rows, settings_differ, map_problems, order_problems, links, calls, tolerance) \
+        if config.verify.layers else causes([], settings_differ, [], [], links, [], tolerance)
     result = {
         "name": config.name,
         **summarise(outputs, rows, candidates, settings_differ, config.verify.layers, len(found["pairs"])),

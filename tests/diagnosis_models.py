@@ -296,6 +296,40 @@ def ms_twin_linear():
     return MsTwinLinear()
 
 
+# --- a stack of same-shaped blocks --------------------------------------------------------------------
+
+class TorchStack(nn.Module):
+    def __init__(self, depth=3):
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.Sequential(nn.Linear(8, 8), nn.ReLU()) for _ in range(depth)])
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+class MsStack(msnn.Cell):
+    def __init__(self, depth=3):
+        super().__init__()
+        self.blocks = msnn.CellList([msnn.SequentialCell([msnn.Dense(8, 8), msnn.ReLU()]) for _ in range(depth)])
+        self.head = msnn.Dense(8, 3)
+
+    def construct(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+def torch_stack():
+    return TorchStack()
+
+
+def ms_stack():
+    return MsStack()
+
+
 # --- attention: a fused qkv against separate projections -------------------------------------------------
 
 class TorchAttention(nn.Module):

@@ -238,6 +238,25 @@ def test_two_same_shaped_layers_swapped_in_the_map_are_blamed_on_the_map(tmp_pat
     assert_top_down(run.markdown)
 
 
+def test_blocks_paired_off_by_one_are_blamed_on_the_map(tmp_path):
+    config = project(tmp_path, "torch_stack", "ms_stack", verify="inputs = [[2, 8]]")
+
+    def shift(entries):
+        ms_names = {index: [name for name in entries if name.startswith(f"blocks.{index}.")] for index in range(3)}
+        assert all(len(names) == 2 for names in ms_names.values()), entries
+        for index, names in ms_names.items():
+            for name in names:  # MindSpore block i reads PyTorch block i - 1 (block 0 reads the last)
+                entries[name] = entries[name].replace(f"blocks.{index}.", f"blocks.{(index - 1) % 3}.")
+
+    _edit_map(config, shift)
+    run = run_verify(config)
+    assert_differs(run)
+    detail = run.report["first_divergence_detail"]
+    assert detail["kind"] == "map" and "blocks.0.0.weight" in detail["entries"]
+    assert all(row["isolated"]["verdict"] in compare.AGREEMENT for row in run.report["layers"] if row["kind"] == "layer")
+    assert "parameter-free operations" not in run.report["first_divergence"]
+
+
 def test_a_fused_entry_with_the_wrong_layout_is_blamed_on_the_map(tmp_path):
     config = project(tmp_path, "torch_attention_net", "ms_attention_net", verify="inputs = [[2, 5, 4]]")
     assert run_verify(config).code == 0  # the map the matcher wrote is right

@@ -1,4 +1,8 @@
-"""Stage 4: run both models on the same inputs and report, layer by layer, whether they agree."""
+"""Stage 4: run both models on the same inputs and report, layer by layer, whether they agree, and why not.
+
+Exit codes: 0 the models agree, 1 they differ (or nothing could be verified), 2 bad input, 3 a model's
+forward pass failed (the report is still written, "not compared").
+"""
 
 from pt2ms import cli
 from pt2ms.verify import BOUNDARY, verify
@@ -22,7 +26,9 @@ def stage(args):
     # A boundary layer differs on its own by construction (the other port fused the next operation in).
     alone = sum(layer.get("isolated", {}).get("verdict") == "differ" and layer["verdict"] != BOUNDARY
                 for layer in layers)
-    print(f"{result['verdict']}: {figures}; {result['layers_paired']} layers paired, {differ} differ in the full "
+    print(f"{result['verdict']}: {figures}; {result['layers_paired']} layers paired through the map (and "
+          f"{result.get('parameter_free_paired', 0)} parameter-free, {result.get('blocks_paired', 0)} blocks), "
+          f"{differ} differ in the full "
           f"run, {alone} on their own (isolated), {boundary} where the ports split the work differently; "
           f"tolerance {result['tolerance']:g}")
     for reason in result["reasons"]:

@@ -80,7 +80,7 @@ def run(stage, argv, build_parser):
     try:
         return stage(args)
     except Pt2MsError as error:
-        return _fail(args, str(error))
+        return _fail(args, str(error), getattr(error, "exit_code", EXIT_BAD_INPUT))  # 3: a model's forward failed
     except (OSError, UnicodeError, RecursionError, MemoryError) as error:
         return _fail(args, f"{_where(error, args)}: {_why(error)}")
     except KeyboardInterrupt:
@@ -104,11 +104,11 @@ def _install(signum, handler):
         return None
 
 
-def _fail(args, message):
+def _fail(args, message, code=EXIT_BAD_INPUT):
     if args.debug:
         traceback.print_exc()
     print(f"error: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT
+    return code
 
 
 def wrote(path):

@@ -14,6 +14,10 @@ Scaling by the output magnitude keeps the rule meaningful for logits of size 1e-
 import numpy as np
 
 EXACT = 1e-6
+# What one float32 operation may cost, relative to its output's scale: a few roundings (1e-7 each), more for a
+# long sum in another order. A layer fed PyTorch's own inputs that misses by more computes something else,
+# whatever the model's tolerance (a tanh GELU misses by about 1e-4).
+OP_TOLERANCE = 1e-5
 TINY = 1e-12
 AGREEMENT = ("agree", "agree within float noise")
 # From best to worst: the verdict of several results is the worst of theirs.

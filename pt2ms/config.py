@@ -56,6 +56,7 @@ class VerifySection:
     batches: int = 2
     layers: bool = True                # compare layer by layer as well as the outputs
     train: dict = field(default_factory=dict)    # [verify.train]: options of a training-step check
+    outputs: dict = field(default_factory=dict)  # which outputs correspond: { torch = ["logits"], mindspore = [0] }
 
 
 @dataclass
@@ -255,6 +256,14 @@ def load_config(path=None):
     return config
 
 
+def user_module_name(file):
+    """A stable module name for a factory file: the same file always gets the same name, two files never do."""
+    import hashlib
+
+    stem = re.sub(r"\W", "_", file.stem)
+    return f"pt2ms_user_{stem}_{hashlib.sha1(str(file).encode()).hexdigest()[:10]}"
+
+
 def import_object(spec, config_file):
     """Import "package.module:attr" or "path/to/file.py:attr" (relative to the config file)."""
     module_name, _, attr = spec.rpartition(":")
@@ -267,9 +276,16 @@ def import_object(spec, config_file):
                 raise Pt2MsError(f"{config_file}: factory file {file} not found")
             # Let the user's file import its neighbours, as it would when run from its own folder.
             sys.path.insert(0, str(file.parent))
-            module_spec = importlib.util.spec_from_file_location(f"pt2ms_user_{file.stem}", file)
+            name = user_module_name(file)
+            module_spec = importlib.util.spec_from_file_location(name, file)
             module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
+            # Registered under its name: MindSpore's GRAPH_MODE compiles a Cell by importing its module again.
+            sys.modules[name] = module
+            try:
+                module_spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(name, None)
+                raise
         else:
             module = importlib.import_module(module_name)
     except Pt2MsError:

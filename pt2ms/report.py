@@ -27,6 +27,11 @@ def _fmt(value, digits=2):
 
 def _headline(result):
     words = VERDICT_WORDS[result["verdict"]]
+    if result["verdict"] == "differ" and result.get("outputs_agree"):
+        return f"{words} (the outputs stay within tolerance, but the models compute differently inside)"
+    if result["verdict"] in ("agree", "agree within float noise") and result.get("layers_differ"):
+        return (f"{words} at the outputs; {result['layers_differ']} paired layer(s) leave tolerance in the full "
+                "run by accumulated rounding, each agreeing alone")
     if result["verdict"] != "not compared":
         return words
     # "Nothing was compared" only when no output was: a run that compared outputs but paired no layer did compare.
@@ -41,9 +46,11 @@ def _error_cell(metric):
 
 
 def markdown(result):
-    """The report a person reads: verdict first, then where the models part, then the tables."""
+    """The report a person reads: the verdict, the cause in one sentence, the evidence, then the tables."""
     lines = [f"# Verification: {result['name']}", "",
              f"**Verdict: {_headline(result)}** (`agree` = {str(result['agree']).lower()}).", ""]
+    if result.get("cause"):
+        lines += [f"**Cause:** {result['cause']}", ""]
     lines += [f"**Warning:** {warning}." for warning in result.get("warnings", [])]
     for reason in result["reasons"]:
         lines.append(f"- Not verified: {reason}.")
@@ -53,6 +60,9 @@ def markdown(result):
               f"Checkpoints: `{result['torch_checkpoint']}` -> `{result['mindspore_checkpoint']}`.", ""]
     if result["first_divergence"]:
         lines += ["## Where the models part", "", result["first_divergence"], ""]
+        also = (result.get("first_divergence_detail") or {}).get("also", [])
+        lines += ["Also found:", ""] + [f"- {sentence}" for sentence in also] + [""] if also else []
+    lines += _evidence(result)
     lines += ["## Outputs", "", "| batch | output | max abs error | scale | relative | cosine | verdict |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for row in result["outputs"]:
@@ -63,15 +73,18 @@ def markdown(result):
         lines += ["", "Notes on outputs:"]
         lines += [f"- batch {row['batch']} `{row['output']}`: {row['note']}" for row in noted]
     if result["layers"]:
-        lines += ["", f"## Layers ({result['layers_paired']} paired through the map, in PyTorch execution order)", "",
+        lines += ["", f"## Layers ({result['layers_paired']} paired through the map, "
+                      f"{result.get('parameter_free_paired', 0)} parameter-free, {result.get('blocks_paired', 0)} "
+                      "blocks; in PyTorch execution order)", "",
                   "Relative error of each layer's output in the full run; *isolated* is the MindSpore layer fed "
-                  "the inputs PyTorch's layer saw, so it measures the layer's own error.", "",
-                  "| # | PyTorch | MindSpore | type | relative | inputs | isolated | verdict |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "the inputs PyTorch's layer saw, so it measures the layer's own error (a layer may miss by "
+                  f"{result.get('op_tolerance', 1e-5):g} alone, a block by the tolerance).", "",
+                  "| # | PyTorch | MindSpore | kind | type | relative | inputs | isolated | verdict |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for index, layer in enumerate(result["layers"]):
             isolated = layer.get("isolated", {})
-            lines.append(f"| {index} | `{layer['torch']}` | `{layer['mindspore']}` | {layer['torch_type']} | "
-                         f"{_error_cell(layer)} | {_error_cell(layer.get('inputs', {}))} | "
+            lines.append(f"| {index} | `{layer['torch']}` | `{layer['mindspore']}` | {layer.get('kind', 'layer')} | "
+                         f"{layer['torch_type']} | {_error_cell(layer)} | {_error_cell(layer.get('inputs', {}))} | "
                          f"{_error_cell(isolated)} | {layer['verdict']} |")
         boundary = [layer for layer in result["layers"] if layer.get("note")]
         if boundary:
@@ -93,6 +106,25 @@ def layer_series(result, metric_of):
     found = [(index, value) for index, value in found if value is not None and math.isfinite(value)]
     return [index for index, _ in found], [value if value > 0 else math.nan for _, value in found], \
         [index for index, value in found if value == 0]
+
+
+def _evidence(result):
+    """Settings that differ, map problems and operations in another order: what the cause rests on."""
+    lines = []
+    if result.get("settings_differ"):
+        lines += ["## Settings that differ", "", "Read from both models before running them, in the same terms "
+                  "(BatchNorm momentum in PyTorch's convention).", "",
+                  "| PyTorch | MindSpore | type | setting | MindSpore value | PyTorch value |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| `{item['torch']}` | `{item['mindspore']}` | {item['torch_type']} | {item['setting']} | "
+                  f"{item['mindspore_value']!r} | {item['torch_value']!r} |" for item in result["settings_differ"]]
+        lines.append("")
+    if result.get("map_problems"):
+        lines += ["## Map problems", ""] + [f"- {problem['text']}." for problem in result["map_problems"]] + [""]
+    if result.get("order_problems"):
+        lines += ["## Operations in another order", ""]
+        lines += [f"- {problem['text']}." for problem in result["order_problems"]] + [""]
+    return lines
 
 
 def plot(result, path):

@@ -213,3 +213,14 @@ def differences(ms, torch):
         elif key == "activation" and key in ms:
             found.append((key, ms[key], None))
     return found
+
+
+def paired_differences(pairs, modules, cells):
+    """Settings that differ, for [(cell, module)] pairs: one dict per setting, in the order of `pairs`."""
+    found = []
+    for cell, module in pairs:
+        for key, ms_value, torch_value in differences(ms_settings(cells[cell]), torch_settings(modules[module])):
+            found.append({"torch": module, "mindspore": cell, "torch_type": type(modules[module]).__name__,
+                          "mindspore_type": type(cells[cell]).__name__, "setting": key,
+                          "mindspore_value": ms_value, "torch_value": torch_value})
+    return found

@@ -1,71 +1,75 @@
 """Stage 4: run both models on the same inputs and compare them, output by output and layer by layer.
 
-Layers are paired through the map: a MindSpore cell and the PyTorch module whose parameters feed it are
-the same layer. Forward hooks record each paired layer's inputs and outputs on both sides during one
-pass; the first paired layer whose output leaves tolerance is where the two models part. Isolation mode
-then feeds each MindSpore layer the inputs its PyTorch partner saw, which tells "this layer computes
-something else" apart from "this layer inherits a difference".
+Layers are paired through the map (pt2ms/pairing.py): a MindSpore cell and the PyTorch module whose
+parameters feed it are the same layer; parameter-free layers pair by kind between paired layers, and
+blocks around them. Their settings are compared before anything runs. One recorded pass per side gives
+each pair's inputs and outputs; isolation feeds each MindSpore cell the inputs its PyTorch partner saw
+(pt2ms/layer_compare.py). pt2ms/diagnosis.py turns all that into the cause, in words.
 """
 
 import re
-from collections import Counter
 
 import numpy as np
 from tqdm import tqdm
 
-from . import compare, transforms
-from .errors import Pt2MsError
+from . import compare
+from .diagnosis import causes, first_divergence
+from .errors import ModelRunError, Pt2MsError
 from .inventory import read_inventory
-from .isolation import run_ms_cell
-from .mapping import parse_value, read_map
-from .models import load_ms, load_torch, make_inputs, strip_to_known
-from .recording import ms_numpy, record_ms, record_torch, torch_numpy
+from .layer_compare import BOUNDARY, compare_pairs
+from .mapping import read_map
+from .models import load_ms, load_torch, make_inputs
+from .pairing import (Flows, crossed_pairs, entry_links, find_blocks, mixed_entries, moved_operations, pair_layers,
+                      pair_parameter_free, parameter_free_leaves)
+from .recording import ForwardFailed, first_line, is_array, ms_numpy, record_ms, record_torch, torch_numpy
+from .settings import paired_differences
 
-# --- pairing layers through the map --------------------------------------------------------------------
-
-def pair_layers(ms_rows, map_data, module_names, cell_names):
-    """[(ms cell path, torch module path)]: each MindSpore cell with the module that feeds most of its parameters."""
-    votes = Counter()
-    for row in ms_rows:
-        value = map_data["map"].get(row.name)
-        if value is None or not row.path:
-            continue
-        cell = row.path.rpartition(".")[0]
-        entry = parse_value(value, row.name, "map")
-        if any(op in ("chunk", "cat") for op, _ in transforms.parse(entry.transform)):
-            continue  # a piece of a fused layer computes part of the other's output: nothing to compare 1:1
-        for torch_name in entry.torch_names:
-            owner = strip_to_known(torch_name.rpartition(".")[0], module_names)
-            if cell in cell_names and owner in module_names and cell and owner:
-                votes[(cell, owner)] += 1
-    pairs, taken_cells, taken_modules = [], set(), set()
-    for (cell, owner), _ in votes.most_common():
-        if cell not in taken_cells and owner not in taken_modules:
-            pairs.append((cell, owner))
-            taken_cells.add(cell)
-            taken_modules.add(owner)
-    return pairs
+__all__ = ["verify", "BOUNDARY", "make_inputs", "overall_verdict"]
 
 
-def _joined(arrays, shapes_from=None):
-    if not arrays:
-        return np.zeros(0)
-    return np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1) for a in arrays])
+# --- outputs -------------------------------------------------------------------------------------------
+
+def _select(output, keys, side, source):
+    """[(label, value)]: the outputs `keys` picks ([verify] outputs), or the whole output."""
+    if not keys:
+        return [output]
+    picked = []
+    for key in keys:
+        try:
+            value = output[key] if not isinstance(key, str) or isinstance(output, dict) else getattr(output, key)
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise Pt2MsError(f"{source}: [verify] outputs: {side}'s output has no {key!r} "
+                             f"(it is a {type(output).__name__})") from None
+        picked.append(value)
+    return picked
 
 
-# --- the comparison ------------------------------------------------------------------------------------
+def _flat(picked, labels, to_numpy, side):
+    """Arrays as [(label, array)], and a note for each value that is not an array (a cache, None)."""
+    flat, notes = [], []
+    for label, value in zip(labels, picked):
+        for inner_label, inner in compare.flatten(value, label):
+            if is_array(inner):
+                flat.append((inner_label, to_numpy(inner)))
+            else:
+                notes.append(f"{side} `{inner_label}`: skipped, a {type(inner).__name__} is not a tensor")
+    return flat, notes
 
-def run_models(model, net, torch_inputs, ms_inputs):
-    """One forward pass of each model (each on its own copy of the inputs); outputs as [(label, array)]."""
-    import mindspore as ms
-    import torch
 
-    with torch.no_grad():
-        torch_out = model(*[torch.from_numpy(x) for x in torch_inputs])
-    ms_out = net(*[ms.Tensor(x) for x in ms_inputs])
-    torch_flat = [(label, torch_numpy(x)) for label, x in compare.flatten(torch_out)]
-    ms_flat = [(label, ms_numpy(x)) for label, x in compare.flatten(ms_out)]
-    return torch_flat, ms_flat
+def run_models(model, net, torch_inputs, ms_inputs, selection=None, source="the config", follow=False):
+    """One forward pass of each model: (torch outputs, MindSpore outputs, notes, torch Recording, MindSpore
+    Recording); `follow` records the data flow between every leaf and every layer that owns parameters.
+
+    selection: [verify] outputs ({"torch": [...], "mindspore": [...]}), pairing outputs position by position.
+    """
+    selection = selection or {}
+    torch_rec, torch_out = record_torch(model, torch_inputs, units=_flow_units(model.named_modules()) if follow else None)
+    ms_rec, ms_out = record_ms(net, ms_inputs, units=_flow_units(net.cells_and_names()) if follow else None)
+    torch_keys, ms_keys = selection.get("torch", []), selection.get("mindspore", [])
+    labels = [f"output[{key!r}]" for key in torch_keys] if torch_keys else ["output"]
+    torch_flat, torch_notes = _flat(_select(torch_out, torch_keys, "PyTorch", source), labels, torch_numpy, "PyTorch")
+    ms_flat, ms_notes = _flat(_select(ms_out, ms_keys, "MindSpore", source), labels, ms_numpy, "MindSpore")
+    return torch_flat, ms_flat, torch_notes + ms_notes, torch_rec, ms_rec
 
 
 def compare_outputs(torch_flat, ms_flat, tolerance):
@@ -97,182 +101,70 @@ def _shape_note(metric):
     return {}
 
 
-def _layer_metric(ms_arrays, torch_arrays):
-    """Metrics over all of a layer's arrays joined; arrays that changed size are a difference, not a skip."""
-    extra = len(ms_arrays) - len(torch_arrays)
-    common = min(len(ms_arrays), len(torch_arrays))
-    if extra and common and all(np.shape(a) == np.shape(b) for a, b in zip(ms_arrays, torch_arrays)):
-        # One side returns more (MindSpore's VocabEmbedding also returns its table): compare what both return.
-        ms_arrays, torch_arrays = ms_arrays[:common], torch_arrays[:common]
-    metric = compare.metrics(_joined(ms_arrays), _joined(torch_arrays))
-    if extra and len(ms_arrays) == common:
-        metric["note"] = f"compared the first {common} of {common + abs(extra)} arrays: only " \
-                         f"{'MindSpore' if extra > 0 else 'PyTorch'} returns the rest"
-    if metric.get("sizes_differ"):
-        # The joined arrays' shapes say nothing; each array's shape shows where the sizes part.
-        metric["shape_ms"] = [list(np.shape(x)) for x in ms_arrays]
-        metric["shape_torch"] = [list(np.shape(x)) for x in torch_arrays]
-    return metric
+# --- layers --------------------------------------------------------------------------------------------
+
+def _own_parameters(layer):
+    if hasattr(layer, "named_parameters"):
+        return any(True for _ in layer.named_parameters(recurse=False))
+    return any(True for _ in layer.get_parameters(expand=False))
 
 
-def _compared_layer(ms_record, torch_record, tolerance):
-    """A layer's output metrics, its inputs' metrics and its verdict; inputs that changed size make it differ."""
-    layer = _layer_metric(ms_record.output, torch_record.output)
-    layer["inputs"] = _layer_metric(ms_record.inputs, torch_record.inputs)
-    changed = {what: metric for what, metric in (("inputs", layer["inputs"]), ("outputs", layer))
-               if metric.get("sizes_differ")}
-    if changed:
-        layer["sizes_differ"] = True
-        shapes = [f"{what} MindSpore {metric['shape_ms']}, PyTorch {metric['shape_torch']}"
-                  for what, metric in changed.items()]
-        layer["note"] = "changed size: " + "; ".join(shapes)
-    layer["verdict"] = compare.verdict(layer, tolerance)
-    return layer
+def _children(layer):
+    return list(layer.named_children()) if hasattr(layer, "named_children") and not hasattr(layer, "name_cells") \
+        else list(layer.name_cells().items())
 
 
-def compare_layers(model, net, inputs, pairs, tolerance, isolate=True):
-    """Per-layer metrics in PyTorch execution order, with inputs compared and isolation results."""
+def _holds_layers(layer):
+    """Whether a layer has a descendant that owns parameters."""
+    layers = layer.modules() if hasattr(layer, "modules") and not hasattr(layer, "name_cells") else layer.cells_and_names()
+    return any(_own_parameters(inner) for inner in (item[1] if isinstance(item, tuple) else item for item in layers)
+               if inner is not layer)
+
+
+def _flow_units(layers):
+    return {name for name, layer in layers if name and (not _children(layer) or _own_parameters(layer))}
+
+
+def _signature(module):
+    return type(module).__name__, tuple(tuple(p.shape) for _, p in module.named_parameters(recurse=False))
+
+
+def pair_everything(model, net, links, torch_rec, ms_rec):
+    """All pairs as [(cell, module, kind)], the settings that differ, and the map and order problems, from
+    the map and the first pass's recordings (order and data flow)."""
+    torch_order, ms_order = torch_rec.order, ms_rec.order
+    flows = Flows(torch_rec.feeds, ms_rec.feeds)
     modules, cells = dict(model.named_modules()), dict(net.cells_and_names())
-    torch_rec, _ = record_torch(model, inputs, {owner for _, owner in pairs})
-    ms_rec, _ = record_ms(net, inputs, {cell for cell, _ in pairs})
-    by_owner = {owner: cell for cell, owner in pairs}
-    executed = [name for name in dict.fromkeys(torch_rec.order) if name in by_owner]
-    layers = []
-    for owner in tqdm(executed, desc="layers", unit="layer", leave=False, disable=None):
-        cell = by_owner[owner]
-        torch_record, ms_record = torch_rec.records[owner], ms_rec.records.get(cell)
-        layer = {"torch": owner, "mindspore": cell, "torch_type": type(modules[owner]).__name__,
-                 "mindspore_type": type(cells[cell]).__name__, "calls": torch_record.calls}
-        if ms_record is None:
-            layer.update(compared=0, verdict="not compared", note="the MindSpore cell never ran")
-            layers.append(layer)
-            continue
-        layer.update(_compared_layer(ms_record, torch_record, tolerance))
-        if isolate:
-            alone = run_ms_cell(cells[cell], torch_record.inputs)
-            layer["isolated"] = _layer_metric(alone, torch_record.output) if alone is not None else \
-                {"compared": 0, "note": "the cell does not take the PyTorch module's inputs"}
-            layer["isolated"]["verdict"] = compare.verdict(layer["isolated"], tolerance)
-        layers.append(layer)
-    _mark_boundaries(layers)
-    parameter_free = {name for name, module in modules.items()
-                      if name and not any(True for _ in module.parameters(recurse=False))
-                      and not any(True for _ in module.children())}
-    return layers, [name for name in torch_rec.order], parameter_free
+    holders = {"torch": {name for name, module in modules.items() if _holds_layers(module)},
+               "mindspore": {name for name, cell in cells.items() if _holds_layers(cell)}}
+    pairs = pair_layers(links, set(modules), set(cells), lambda side, path: path in holders[side])
+    torch_free = parameter_free_leaves(modules.items(), _own_parameters, _children)
+    ms_free = parameter_free_leaves(cells.items(), _own_parameters, _children)
+    free, moved = pair_parameter_free(pairs, torch_order, ms_order, torch_free, ms_free, flows)
+    descendants = {name: [other for other in modules if other.startswith(name + ".")]
+                   for name, module in modules.items() if name and _children(module)}
+    blocks = find_blocks(descendants, links, pairs, set(cells))
+    torch_position = {name: i for i, name in enumerate(torch_order)}
+    ms_position = {name: i for i, name in enumerate(ms_order)}
+    signatures = {name: _signature(module) for name, module in modules.items()}
+    map_problems = mixed_entries(pairs, links) + crossed_pairs(pairs, links, torch_position, ms_position, signatures,
+                                                               flows)
+    everything = [(c, m, "layer") for c, m in pairs] + [(c, m, "parameter-free") for c, m in free] + \
+                 [(c, m, "block") for c, m in blocks]
+    return {"pairs": pairs, "everything": everything, "flows": flows, "free": free, "blocks": blocks,
+            "settings_differ": paired_differences(pairs + free, modules, cells), "map_problems": map_problems,
+            "order_problems": moved_operations(moved, torch_order, ms_order, pairs)}
 
 
-BOUNDARY = "boundary differs"
-# Inputs closer than this count as the same inputs when telling a layer's own error from an inherited one.
-INPUTS_TOLERANCE = 1e-4
-
-
-def _mark_boundaries(layers):
-    """A layer whose output differs while the next layer's inputs agree only draws its boundary elsewhere.
-
-    E.g. MindSpore's Dense(activation=GELU) includes the activation PyTorch applies after its Linear: the
-    outputs differ, yet nothing downstream does. Such layers are marked, not reported as divergence.
-    """
-    for layer, following in zip(layers, layers[1:]):
-        inputs = following.get("inputs", {})
-        if layer["verdict"] == "differ" and inputs.get("compared") and \
-                compare.verdict(inputs, INPUTS_TOLERANCE) != "differ" and following["verdict"] != "differ":
-            layer["verdict"] = BOUNDARY
-            layer["note"] = ("output differs but the next layer's inputs agree: the two sides split the work "
-                             "differently here (e.g. an activation fused into the layer)")
-
-
-HINTS = {
-    "norm": "normalisation layers usually differ in epsilon (MindSpore LayerNorm defaults to 1e-7, PyTorch 1e-5) "
-            "or momentum, or their gamma/beta/mean/variance are swapped",
-    "conv": "convolutions usually differ in padding (MindSpore defaults to pad_mode='same'), stride, dilation, "
-            "groups or a missing bias, or the map feeds them the wrong kernel",
-    "dense": "dense layers usually get a transposed or swapped weight, or lack a bias",
-    "embed": "embeddings usually get the wrong table or padding index",
-}
-
-
-def _hint(layer):
-    kind = (layer["mindspore_type"] + layer["torch_type"]).lower()
-    for key, text in HINTS.items():
-        if key in kind or (key == "dense" and "linear" in kind) or (key == "embed" and "embedding" in kind):
-            return text
-    return "check the layer's hyperparameters and the map entries that feed it"
-
-
-def _between(order, previous, layer, parameter_free):
-    start = order.index(previous["torch"]) + 1 if previous else 0
-    return [name for name in dict.fromkeys(order[start:order.index(layer["torch"])]) if name in parameter_free]
-
-
-def _error_words(metric):
-    """How far apart two sets of values are, in words: their sizes when those differ, else the error figures."""
-    if "size_ms" in metric:  # set by compare.metrics only for values of different sizes
-        return f"{metric['size_ms']} values where PyTorch has {metric['size_torch']}"
-    return f"relative error {metric['relative']:.2e}, cosine {metric['cosine']:.6f}"
-
-
-def _computes_differently(layer):
-    """Whether a differing layer is itself to blame rather than the inputs it was handed."""
-    inputs, isolated = layer["inputs"], layer.get("isolated", {})
-    if isolated.get("verdict") == "differ":
-        return True
-    if not inputs.get("compared") and not inputs.get("sizes_differ"):
-        return True  # no inputs to blame (the layer takes no arrays)
-    # Inputs that agree leave only the layer, unless fed PyTorch's own inputs it agreed (amplified rounding).
-    return compare.verdict(inputs, INPUTS_TOLERANCE) != "differ" and isolated.get("verdict") not in compare.AGREEMENT
-
-
-def _inputs_jump(layer, previous):
-    """Whether the layer's inputs differ far more than the last agreeing layer's output: a step, not a drift."""
-    inputs = layer["inputs"]
-    if previous is None or inputs.get("sizes_differ"):
-        return True
-    return inputs["relative"] > 10 * max(previous["relative"], compare.EXACT)
-
-
-def first_divergence(layers, order, parameter_free, outputs_differ):
-    """Where the models part, in words a person reads; None when nothing differs.
-
-    outputs_differ: whether any output differs; with every layer agreeing, only then is there anything to place.
-    """
-    previous = None
-    for layer in layers:
-        if layer["verdict"] != "differ":
-            if layer["verdict"] not in ("not compared", BOUNDARY):
-                previous = layer
-            continue
-        name = f"{layer['torch']} (MindSpore {layer['mindspore']}, {layer['torch_type']})"
-        found = {"torch": layer["torch"], "mindspore": layer["mindspore"], "after": previous and previous["torch"]}
-        if _computes_differently(layer):
-            isolated = layer.get("isolated", {})
-            own = isolated if isolated.get("verdict") == "differ" else layer
-            text = (f"The models part at {name}: fed the same inputs as PyTorch, its output differs "
-                    f"({_error_words(own)}). This layer computes something else: {_hint(layer)}.")
-            return {**found, "kind": "in layer", "text": text}
-        if _inputs_jump(layer, previous):
-            between = _between(order, previous, layer, parameter_free)
-            where = f"after {previous['torch']} agreed (relative error {previous['relative']:.2e})" if previous \
-                else "before the first paired layer"
-            ops = ", ".join(between) if between else "operations written inline in forward()/construct()"
-            text = (f"The models part before {name}: its inputs already differ ({_error_words(layer['inputs'])}) "
-                    f"{where}, and fed PyTorch's inputs the layer itself agrees. The difference arises in the "
-                    f"parameter-free operations in between: {ops}. Compare their padding, pooling mode, activation "
-                    "and reshapes.")
-            return {**found, "kind": "between layers", "between": between, "text": text}
-        worst = max((l.get("isolated", {}).get("relative", 0.0) for l in layers if l.get("isolated", {}).get("compared")),
-                    default=0.0)
-        text = (f"No single place computes differently: errors grow gradually and first leave tolerance at {name} "
-                f"({_error_words(layer)}), while every layer fed PyTorch's inputs agrees (largest "
-                f"isolated error {worst:.2e}). This is float32 rounding accumulated over depth; a looser "
-                "tolerance is justified for this model, or look for numerically sensitive operations.")
-        return {**found, "kind": "accumulated", "text": text}
-    if outputs_differ:
-        last = previous["torch"] if previous else "the first layer"
-        return {"torch": None, "mindspore": None, "kind": "after layers",
-                "text": f"Every paired layer agrees but the outputs differ: the difference arises after {last}, "
-                        "in operations that own no parameters (pooling, activation, reshape, the output head's "
-                        "post-processing)."}
-    return None
+def _explained_settings(settings_differ, rows):
+    """Settings that differ, less those of a layer marked "boundary differs" (its built-in activation, the
+    padding a separate layer applies before it): they are noted on that layer instead."""
+    boundary = {row["torch"]: row for row in rows if row["verdict"] == BOUNDARY}
+    for item in settings_differ:
+        if item["torch"] in boundary:
+            boundary[item["torch"]]["note"] += (f"; its {item['setting']} differs (MindSpore {item['mindspore_value']!r}, "
+                                                f"PyTorch {item['torch_value']!r}), which this explains")
+    return [item for item in settings_differ if item["torch"] not in boundary]
 
 
 # --- inputs: seeded, or a user's dataset -----------------------------------------------------------------
@@ -348,6 +240,22 @@ def _input_batches(config):
     return [(arrays, arrays)]
 
 
+def _output_selection(config):
+    """[verify] outputs, checked: {"torch": [keys], "mindspore": [keys]} of equal length, or {}."""
+    selection = getattr(config.verify, "outputs", None) or {}
+    if not isinstance(selection, dict) or set(selection) - {"torch", "mindspore"}:
+        raise Pt2MsError(f"{config.source}: [verify] outputs must be a table with keys torch and mindspore, "
+                         'e.g. outputs = { torch = ["logits"], mindspore = [0] }')
+    torch_keys, ms_keys = selection.get("torch", []), selection.get("mindspore", [])
+    if not isinstance(torch_keys, list) or not isinstance(ms_keys, list) or len(torch_keys) != len(ms_keys) or \
+            not all(isinstance(key, (str, int)) and not isinstance(key, bool) for key in torch_keys + ms_keys):
+        raise Pt2MsError(f"{config.source}: [verify] outputs: torch and mindspore must list as many keys "
+                         f"(output names or positions), got {torch_keys!r} and {ms_keys!r}")
+    return selection
+
+
+# --- the verdict ---------------------------------------------------------------------------------------
+
 def _reasons(outputs, layers_wanted, layers_paired):
     """Why the run verifies nothing, however well what it did compare agrees."""
     reasons = []
@@ -358,34 +266,63 @@ def _reasons(outputs, layers_wanted, layers_paired):
     return reasons
 
 
-def overall_verdict(outputs, reasons):
-    """One output that differs makes the models differ, whatever else could not be compared; else any
-    reason makes the run "not compared"; else the worst verdict of the outputs that were compared."""
+def overall_verdict(outputs, reasons, cause=None):
+    """One output that differs makes the models differ, whatever else could not be compared; so does a cause
+    found inside (a layer computing something else, a wrong map entry, a setting) when the outputs stay within
+    tolerance. Else any reason makes the run "not compared"; else the worst verdict of the outputs compared."""
     verdicts = {row["verdict"] for row in outputs}
-    if "differ" in verdicts:
+    if "differ" in verdicts or (cause and cause["kind"] not in ("accumulated", "after layers")):
         return "differ"
     if reasons:
         return "not compared"
     return compare.worst(verdicts & set(compare.AGREEMENT))
 
 
-def summarise(outputs, layers, order, parameter_free, layers_wanted, layers_paired):
-    """The verdict, why nothing was verified if so, and where the models part."""
+def summarise(outputs, rows, found, settings_differ, layers_wanted, layers_paired):
+    """The verdict, why nothing was verified if so, the cause and where the models part."""
     reasons = _reasons(outputs, layers_wanted, layers_paired)
-    verdict = overall_verdict(outputs, reasons)
     outputs_differ = any(row["verdict"] == "differ" for row in outputs)
-    divergence = first_divergence(layers, order, parameter_free, outputs_differ)
+    divergence = first_divergence(found, rows, settings_differ, outputs_differ)
+    verdict = overall_verdict(outputs, reasons, divergence)
+    units = [row for row in rows if row["kind"] != "block"]
     return {
         "agree": verdict in compare.AGREEMENT,
         "verdict": verdict,
+        "outputs_agree": not outputs_differ and bool(outputs) and verdict != "not compared",
+        "layers_differ": sum(row["verdict"] == "differ" for row in units),
         "reasons": reasons,
+        "cause": divergence["sentence"] if divergence else None,
         "first_divergence": divergence["text"] if divergence else None,
         "first_divergence_detail": divergence,
     }
 
 
+def _failed(config, ckpt_path, batches, warnings, failure, where):
+    """Write the report of a run whose forward failed, then raise the one-line error (exit code 3)."""
+    from .report import write_reports
+
+    layer = f"layer `{failure.layer}`" if failure.layer else "its top-level forward"
+    reason = f"{failure.side}'s forward failed {where} in {layer}: {type(failure.error).__name__}: " \
+             f"{first_line(failure.error)}"
+    result = {"name": config.name, "agree": False, "verdict": "not compared", "outputs_agree": False,
+              "layers_differ": 0, "reasons": [reason], "cause": None, "first_divergence": None,
+              "first_divergence_detail": None, "failed": {"side": failure.side, "layer": failure.layer,
+                                                         "error": str(failure)},
+              "warnings": warnings, "tolerance": config.verify.tolerance, "exact_threshold": compare.EXACT,
+              "torch_checkpoint": str(config.torch.checkpoint), "mindspore_checkpoint": str(ckpt_path),
+              "batches": len(batches), "inputs": [list(x.shape) for x in batches[0][0]], "outputs": [],
+              "layers": [], "layers_paired": 0, "settings_differ": [], "map_problems": [], "order_problems": [],
+              "load_notes": []}
+    write_reports(result, config.output_dir)
+    raise ModelRunError(f"{config.source}: {reason}") from None
+
+
 def verify(config):
-    """Stage 4: compare the two models; writes verify.md/json/png and returns the result dict."""
+    """Stage 4: compare the two models; writes verify.md/json/png and returns the result dict.
+
+    A forward pass that fails still writes the report ("not compared", with the reason), then raises
+    ModelRunError (exit code 3).
+    """
     from .report import write_reports
 
     ckpt_path = converted_checkpoint(config)
@@ -395,35 +332,61 @@ def verify(config):
         raise Pt2MsError(f"{config.source}: stage 4 needs [mindspore] model (a factory), not only a template")
     warnings = stale_checkpoint_warnings(config.map_path, ckpt_path)
     batches = _input_batches(config)  # before loading: a bad [verify] section fails fast
+    selection = _output_selection(config)
     model = load_torch(config)
     net, load_notes = load_ms(config, ckpt_path, map_data)
     tolerance = config.verify.tolerance
-    outputs = []
-    for index, (torch_inputs, ms_inputs) in enumerate(tqdm(batches, desc="batches", unit="batch", leave=False, disable=None)):
-        torch_flat, ms_flat = run_models(model, net, torch_inputs, ms_inputs)
-        for item in compare_outputs(torch_flat, ms_flat, tolerance):
-            outputs.append({"batch": index, **item})
-    layers, order, parameter_free = [], [], set()
-    pairs = []
+    outputs, first_pass = [], None
+    try:
+        for index, (torch_inputs, ms_inputs) in enumerate(tqdm(batches, desc="batches", unit="batch", leave=False,
+                                                               disable=None)):
+            torch_flat, ms_flat, notes, torch_rec, ms_rec = run_models(model, net, torch_inputs, ms_inputs, selection,
+                                                                       config.source, follow=index == 0)
+            first_pass = first_pass or (torch_rec, ms_rec)
+            load_notes += [note for note in notes if note not in load_notes]
+            for item in compare_outputs(torch_flat, ms_flat, tolerance):
+                outputs.append({"batch": index, **item})
+    except ForwardFailed as failure:
+        _failed(config, ckpt_path, batches, warnings, failure, f"on batch {index}")
+    links = entry_links(ms_rows, map_data, {n for n, _ in model.named_modules()})
+    found = pair_everything(model, net, links, *first_pass)
+    rows, calls = [], []
     if config.verify.layers:
-        pairs = pair_layers(ms_rows, map_data, {n for n, _ in model.named_modules()}, {n for n, _ in net.cells_and_names()})
         first_torch, first_ms = batches[0]
         if first_torch is not first_ms and not all(np.array_equal(a, b) for a, b in zip(first_torch, first_ms)):
             load_notes.append("the two data pipelines gave different first batches; layer inputs will differ")
-        layers, order, parameter_free = compare_layers(model, net, first_torch, pairs, tolerance)
+        try:
+            rows, torch_rec = compare_pairs(model, net, first_torch, found["everything"], tolerance)
+        except ForwardFailed as failure:
+            _failed(config, ckpt_path, batches, warnings, failure, "while recording layers")
+        calls = torch_rec.calls
+    settings_differ = _explained_settings(found["settings_differ"], rows)
+    # A map problem the data flow does not confirm is worth showing only when something differs.
+    numeric = any(row["verdict"] == "differ" for row in rows + outputs)
+    map_problems = [problem for problem in found["map_problems"] if numeric or problem.get("confirmed")]
+    order_problems = found["order_problems"] if numeric else []
+    # Without layers only a setting can be named (settings are read without running anything).
+    candidates = causes(rows, settings_differ, map_problems, order_problems, links, calls, tolerance) \
+        if config.verify.layers else causes([], settings_differ, [], [], links, [], tolerance)
     result = {
         "name": config.name,
-        **summarise(outputs, layers, order, parameter_free, config.verify.layers, len(pairs)),
+        **summarise(outputs, rows, candidates, settings_differ, config.verify.layers, len(found["pairs"])),
         "warnings": warnings,
         "tolerance": tolerance,
         "exact_threshold": compare.EXACT,
+        "op_tolerance": compare.OP_TOLERANCE,
         "torch_checkpoint": str(config.torch.checkpoint),
         "mindspore_checkpoint": str(ckpt_path),
         "batches": len(batches),
         "inputs": [list(x.shape) for x in batches[0][0]],
         "outputs": outputs,
-        "layers": layers,
-        "layers_paired": len(pairs),
+        "layers": rows,
+        "layers_paired": len(found["pairs"]),
+        "parameter_free_paired": len(found["free"]),
+        "blocks_paired": len(found["blocks"]),
+        "settings_differ": settings_differ,
+        "map_problems": map_problems,
+        "order_problems": order_problems,
         "load_notes": load_notes,
     }
     result["files"] = [str(path) for path in write_reports(result, config.output_dir)]

@@ -83,7 +83,7 @@ def epsilon_run(tmp_path_factory):
 
 # --- 1-3: the report names the place -------------------------------------------------------------------
 
-def test_swapped_tensors_part_at_the_first_layer_using_one(tmp_path):
+def test_an_entry_reading_another_layers_tensor_is_blamed_on_the_map(tmp_path):
     config = make_project(tmp_path)
     map_path = tmp_path / "maps" / "tiny.json"
     data = json.loads(map_path.read_text())
@@ -96,35 +96,42 @@ def test_swapped_tensors_part_at_the_first_layer_using_one(tmp_path):
     run = run_verify(config)
     detail = run.report["first_divergence_detail"]
     assert run.code == 1 and run.report["agree"] is False
-    assert (detail["kind"], detail["torch"], detail["mindspore"], detail["after"]) == \
-        ("in layer", "features.5", "features.5", "features.4")
-    assert run.report["first_divergence"].startswith("The models part at features.5 (MindSpore features.5")
+    # Isolation pairs the layers through the same map, so only the map itself can show this: it is named.
+    assert (detail["kind"], detail["torch"], detail["mindspore"]) == ("map", "features.5", "features.5")
+    assert {"features.5.gamma", "norm.gamma"} <= set(detail["entries"])
+    assert "`features.5.gamma` <- `norm.weight`" in run.report["first_divergence"]
+    assert run.report["cause"].startswith("The map is wrong")
+    assert "## Map problems" in run.markdown
     assert_reported(run)
 
 
-def test_pooling_padding_parts_between_the_layers_around_it(pool_run):
+def test_pooling_padding_is_named_at_the_pool(pool_run):
     detail = pool_run.report["first_divergence_detail"]
     assert pool_run.code == 1 and pool_run.report["agree"] is False
-    # features.1 (BatchNorm) is the last paired layer before the pool, features.4 (Conv2d) the first after.
-    assert (detail["kind"], detail["after"], detail["torch"]) == ("between layers", "features.1", "features.4")
-    assert "features.3" in detail["between"]  # the MaxPool2d, which owns no parameters
+    # The MaxPool2d owns no parameter, yet it is paired, isolated and its settings compared.
+    assert (detail["kind"], detail["after"], detail["torch"]) == ("in layer", "features.2", "features.3")
+    assert [(item["setting"], item["mindspore_value"], item["torch_value"]) for item in detail["settings"]] == \
+        [("padding", "same", 1)]
+    pool = layer(pool_run.report, "features.3")
+    assert pool["kind"] == "parameter-free" and pool["isolated"]["verdict"] == "differ"
     text = pool_run.report["first_divergence"]
-    assert "before features.4" in text and "after features.1 agreed" in text and "features.3" in text
+    assert text.startswith("The models part at `features.3` (MaxPool2d") and "padding: MindSpore 'same', PyTorch 1" in text
+    assert "| `features.3` | `features.3` | MaxPool2d | padding | 'same' | 1 |" in pool_run.markdown
     assert_reported(pool_run)
 
 
-def test_shape_changing_pooling_padding_parts_before_the_next_layer(tmp_path):
-    """pad_mode="valid" makes the pooled map 3x3 instead of 4x4: the next conv's inputs already differ."""
+def test_shape_changing_pooling_padding_is_named_at_the_pool(tmp_path):
+    """pad_mode="valid" makes the pooled map 3x3 instead of 4x4: the pool itself changes the size."""
     run = run_verify(make_project(tmp_path, ms_kwargs='{ pool_pad_mode = "valid" }'))
     detail = run.report["first_divergence_detail"]
     assert run.code == 1 and run.report["agree"] is False
-    assert "features.3" in detail["between"]
-    # Layers whose inputs differ in shape are divergence, not "not compared": the models part before features.4.
-    assert (detail["kind"], detail["after"], detail["torch"]) == ("between layers", "features.1", "features.4")
+    assert (detail["kind"], detail["after"], detail["torch"]) == ("in layer", "features.2", "features.3")
+    # Layers whose inputs differ in shape are divergence, not "not compared".
     conv = layer(run.report, "features.4")
     assert conv["verdict"] == "differ" and conv["sizes_differ"] is True and conv["inputs"]["sizes_differ"] is True
     assert conv["inputs"]["shape_ms"] == [[2, 4, 3, 3]] and conv["inputs"]["shape_torch"] == [[2, 4, 4, 4]]
-    assert "its inputs already differ (72 values where PyTorch has 128)" in run.report["first_divergence"]
+    assert "its output differs (72 values where PyTorch has 128)" in run.report["first_divergence"]
+    assert "padding: MindSpore 0, PyTorch 1" in run.report["first_divergence"]
     assert "| sizes differ |" in run.markdown
     assert_reported(run)
 
@@ -433,13 +440,18 @@ def test_tolerance_from_config_and_command_line(tmp_path):
 
     config.write_text(config.read_text().replace("[verify]\n", "[verify]\ntolerance = 1e-2\n"))
     run = run_verify(config)
-    assert run.code == 0 and run.report["agree"] is True and run.report["tolerance"] == 1e-2
-    assert run.report["verdict"] == "agree within float noise"
-    assert "**Verdict: the models agree within float noise**" in run.markdown
-    assert layer(run.report, "features.1")["verdict"] == "agree within float noise"
-    assert run.report["first_divergence"] is None
+    # The outputs now agree, but the layer evidence does not: the BatchNorm computes something else.
+    assert run.code == 1 and run.report["verdict"] == "differ" and run.report["outputs_agree"] is True
+    assert run.report["tolerance"] == 1e-2 and labelled(run.report) == {"output": "agree within float noise"}
+    assert "outputs stay within tolerance, but the models compute differently inside" in run.markdown
+    assert run.report["first_divergence_detail"]["torch"] == "features.1"
 
-    # The command line overrides the config, on both sides of the measured error.
+    # Outputs only: the tolerance decides, from the config and from the command line on both sides of the error.
+    config.write_text(config.read_text().replace("[verify]\n", "[verify]\nlayers = false\n"))
+    run = run_verify(config)
+    assert run.code == 0 and run.report["agree"] is True and run.report["verdict"] == "agree within float noise"
+    assert "**Verdict: the models agree within float noise**" in run.markdown
+    assert run.report["first_divergence"] is None
     run = run_verify(config, "--tolerance", str(error * 0.99))
     assert run.code == 1 and run.report["verdict"] == "differ" and run.report["tolerance"] == error * 0.99
     assert "**Verdict: the models DIFFER**" in run.markdown

@@ -8,7 +8,7 @@ def stage(args):
     config = cli.load(args)
     if args.tolerance is not None:
         config.verify.tolerance = args.tolerance
-    result = verify(config)
+    result = verify(config, train=args.train)
     for warning in result["warnings"]:
         print(f"warning: {warning}")
     for path in result["files"]:
@@ -29,12 +29,21 @@ def stage(args):
         print(f"  not verified: {reason}")
     if result["first_divergence"]:
         print(f"  {result['first_divergence']}")
-    return 0 if result["agree"] else 1
+    if "train" in result:
+        train = result["train"]
+        print(f"training {'agrees' if train['agree'] else 'DIFFERS'}: loss {train['loss'][0]['torch']:.6g} vs "
+              f"{train['loss'][0]['mindspore']:.6g}, {sum(r['verdict'] == 'differ' for r in train['gradients'])}/"
+              f"{len(train['gradients'])} gradients differ")
+        if train["first_divergence"]:
+            print(f"  {train['first_divergence']}")
+    return 0 if result["agree"] and result.get("train", {}).get("agree", True) else 1
 
 
 def build_parser():
     result = cli.parser(__doc__)
     result.add_argument("--tolerance", type=float, help="override [verify] tolerance (relative to output scale)")
+    result.add_argument("--train", action="store_true",
+                        help="also run one training step on both models ([verify.train]) and compare it")
     return result
 
 

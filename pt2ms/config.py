@@ -54,6 +54,22 @@ class VerifySection:
     batch_size: int = 2
     batches: int = 2
     layers: bool = True                # compare layer by layer as well as the outputs
+    train: "TrainSection | None" = None  # [verify.train]: how 4_verify.py --train runs its step
+
+
+@dataclass
+class TrainSection:
+    """[verify.train]: one training step on both models (4_verify.py --train); every key is optional."""
+    loss: str = "mse"                  # "mse" (seeded target shaped like output 0) or "cross_entropy"
+    torch_loss: str | None = None      # or a factory per side: returns loss(output, labels) -> scalar
+    mindspore_loss: str | None = None
+    optimizer: str = "sgd"             # "sgd", "momentum", "adam" or "adamw"
+    lr: float = 0.01
+    momentum: float = 0.9              # for optimizer = "momentum"
+    weight_decay: float = 0.0
+    steps: int = 1
+    labels: object = None              # None: seeded; an input spec table; or "dataset" (the sample's next field)
+    tolerance: float | None = None     # for gradients, updates, statistics; default 1e-3
 
 
 @dataclass
@@ -140,6 +156,18 @@ def _input_spec(item, source):
     raise Pt2MsError(f"{source}: each [verify] input must be a shape list or a table, got {item!r}")
 
 
+def _train_section(data, source):
+    try:
+        train = _section(TrainSection, data, "verify.train", source.parent)
+    except Pt2MsError as error:
+        raise Pt2MsError(f"{source}: {error}") from None
+    if isinstance(train.labels, dict):
+        train.labels = _section(InputSpec, train.labels, "verify.train.labels", source.parent)
+    elif train.labels not in (None, "dataset"):
+        raise Pt2MsError(f"{source}: [verify.train] labels must be an input spec table or \"dataset\", got {train.labels!r}")
+    return train
+
+
 def load_config(path=None):
     """Read a TOML config (the bundled default example when `path` is None)."""
     source = Path(path or DEFAULT_CONFIG).resolve()
@@ -167,6 +195,8 @@ def load_config(path=None):
     except TypeError as error:
         raise Pt2MsError(f"{source}: bad value: {error}") from None
     built["verify"].inputs = [_input_spec(item, source) for item in built["verify"].inputs]
+    if built["verify"].train is not None:
+        built["verify"].train = _train_section(built["verify"].train, source)
     config = Config(name=name, source=source, **built)
     if config.torch.checkpoint is None:
         raise Pt2MsError(f"{source}: missing key 'checkpoint' in [torch]")

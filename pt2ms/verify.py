@@ -530,8 +530,11 @@ def summarise(outputs, layers, order, parameter_free, layers_wanted, layers_pair
     }
 
 
-def verify(config):
-    """Stage 4: compare the two models; writes verify.md/json/png and returns the result dict."""
+def verify(config, train=False):
+    """Stage 4: compare the two models; writes verify.md/json/png and returns the result dict.
+
+    train: also run one training step on both (pt2ms.training), after the inference comparison.
+    """
     from .report import write_reports
 
     ckpt_path = converted_checkpoint(config)
@@ -572,5 +575,8 @@ def verify(config):
         "layers_paired": len(pairs),
         "load_notes": load_notes,
     }
+    if train:
+        from .training import train_check
+        result["train"] = train_check(config, model, net, map_data, ms_rows, batches[0][0])
     result["files"] = [str(path) for path in write_reports(result, config.output_dir)]
     return result

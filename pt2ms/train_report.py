@@ -86,21 +86,46 @@ def _layer_words(context, torch_name):
 
 
 def _gradients(train, context):
-    rows = sorted((row for row in train["gradients"] if row["verdict"] == "differ"), key=lambda r: r["rank"])
-    if not rows:
-        return None
-    first = rows[0]
-    name, cell, kind = _layer_words(context, first["layer"])
-    one_side = [row for row in rows if row["rank"] == first["rank"] and row.get("trains_one_side")]
-    if one_side:
-        listed = "; ".join(f"{row['mindspore']} <- {row['torch']}: {row['note']}" for row in one_side)
-        return {"kind": "trains on one side", "torch": first["layer"], "mindspore": cell,
-                "text": f"Counting from the loss, training first differs at {name}: {listed}. A parameter frozen "
-                        "on one side is a difference by itself: set requires_grad the same on both sides."}
-    return {"kind": "gradient", "torch": first["layer"], "mindspore": cell,
-            "text": f"Counting from the loss, gradients first differ at {name}: {first['mindspore']} <- "
-                    f"{first['torch']} (relative error {first['relative']:.2e}, cosine {first['cosine']:.6f}), while "
-                    f"every layer nearer the loss agrees in its parameter gradients. {_hint(kind).capitalize()}."}
+    """Walk the layers from the loss backwards: the first whose own gradients differ while the gradient
+    flowing into it agrees, or the first whose incoming gradient already differs."""
+    flowing = {row["layer"]: row for row in train["flowing"]}
+    params = {}
+    for row in train["gradients"]:
+        params.setdefault(row["layer"], []).append(row)
+    ranks = {row["layer"]: row["rank"] for row in train["gradients"] + train["flowing"]}
+    previous = None
+    for layer in sorted(ranks, key=ranks.get):
+        name, cell, kind = _layer_words(context, layer)
+        one_side = [row for row in params.get(layer, []) if row.get("trains_one_side")]
+        if one_side:
+            listed = "; ".join(f"{row['mindspore']} <- {row['torch']}: {row['note']}" for row in one_side)
+            return {"kind": "trains on one side", "torch": layer, "mindspore": cell,
+                    "text": f"Counting from the loss, training first differs at {name}: {listed}. A parameter "
+                            "frozen on one side is a difference by itself: set requires_grad the same on both sides."}
+        inflow = flowing.get(layer)
+        if inflow and inflow["verdict"] == "differ":
+            return {"kind": "between layers", "torch": layer, "mindspore": cell, "after": previous,
+                    "text": _between_words(name, inflow, previous)}
+        differing = [row for row in params.get(layer, []) if row["verdict"] == "differ"]
+        if differing:
+            first = differing[0]
+            incoming = "while the gradient flowing into it agrees" if inflow else \
+                "while every layer nearer the loss agrees (the gradient flowing into it was not compared)"
+            return {"kind": "in layer", "torch": layer, "mindspore": cell,
+                    "text": f"Counting from the loss, gradients first differ at {name}: {first['mindspore']} <- "
+                            f"{first['torch']} (relative error {first['relative']:.2e}, float32 noise "
+                            f"{first['noise']:.2e}), {incoming}. This layer's backward computes something else: "
+                            f"{_hint(kind)}."}
+        previous = layer
+    return None
+
+
+def _between_words(name, inflow, previous):
+    where = f"everything from the loss down to {previous} agrees" if previous else "no layer nearer the loss differs"
+    return (f"Counting from the loss, the gradient flowing into {name} already differs (relative error "
+            f"{inflow['relative']:.2e}, float32 noise {inflow['noise']:.2e}) while {where}: the difference arises in "
+            f"{previous or 'the loss'}'s backward to its inputs or in the operations between (a stop_gradient or "
+            "detach on one side, a custom backward, an operation written differently that agrees forwards).")
 
 
 def _updates(train, context):
@@ -167,6 +192,10 @@ def _dropout(train, context):
 
 # --- verify.md's section and the plot ----------------------------------------------------------------------
 
+LONG_TABLE = 40    # rows; a longer table shows what differs and the largest errors only
+SHOWN_WORST = 10
+
+
 def _fmt(value, digits=2):
     if value is None:
         return "-"
@@ -200,21 +229,30 @@ def markdown(train):
               "own float32 error against a float64 copy of the model (deep nets in training mode amplify rounding)."]
     lines += _table("Gradients (step 1), counting from the loss", train["gradients"], ("relative", "noise", "cosine"),
                     sort=True)
+    lines += _table("Gradients flowing into paired layers (step 1), counting from the loss", train["flowing"],
+                    ("relative", "noise"), sort=True)
     lines += _table("Updates after the step(s) (after - before)", train["after_step"], ("relative",))
     lines += _table("Running statistics after the step(s)", train["statistics"], ("relative", "before"))
     return "\n".join(lines) + "\n"
 
 
 def _table(title, rows, figures, sort=False):
+    """A table of compared entries; a long one keeps the rows that differ and the largest errors."""
     rows = sorted(rows, key=lambda r: r.get("rank", 0)) if sort else rows
     differ = sum(row["verdict"] == "differ" for row in rows)
     lines = ["", f"### {title}: {len(rows)} entries, {differ} differ", ""]
+    if len(rows) > LONG_TABLE:
+        worst = sorted(rows, key=lambda r: -(r.get("relative") or 0.0))[:SHOWN_WORST]
+        shown = [row for row in rows if row["verdict"] == "differ" or row in worst]
+        lines += [f"Showing the {len(shown)} that differ or have the largest errors; verify.json lists all.", ""]
+        rows = shown
     if not rows:
         return lines
     lines += ["| MindSpore | PyTorch | " + " | ".join(figures) + " | verdict | note |",
               "| --- | --- | " + " | ".join("---" for _ in figures) + " | --- | --- |"]
     for row in rows:
-        cells = " | ".join(_fmt(row.get(key), 6 if key == "cosine" else 2) for key in figures)
+        cells = " | ".join(f"{row[key]:.6f}" if key == "cosine" and row.get(key) is not None else _fmt(row.get(key))
+                           for key in figures)
         note = row.get("note", "") + (" (scale floored)" if row.get("floored") else "")
         lines.append(f"| `{row['mindspore']}` | `{row['torch']}` | {cells} | {row['verdict']} | {note} |")
     return lines

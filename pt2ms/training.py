@@ -7,8 +7,9 @@ paths stays deterministic. A dropout present on one side only is still reported,
 Then loss, backward and the optimizer step(s). Compared through the map (transforms included): the training
 forward's output, the loss, every parameter's gradient, which parameters train on each side, each
 parameter's update, and the running statistics after the step(s). The first divergence is searched from the
-loss backwards: the first layer, counting from the loss, whose gradients differ while every layer nearer the
-loss agrees.
+loss backwards (pt2ms.train_report): the first layer, counting from the loss, whose own gradients differ while
+the gradient flowing into it agrees, or whose incoming gradient already differs. The steps themselves are in
+pt2ms.train_steps.
 """
 
 import numpy as np
@@ -17,11 +18,9 @@ from . import compare, transforms
 from .config import TrainSection, call_factory
 from .errors import Pt2MsError
 from .mapping import parse_value
+from .train_steps import LOSSES, OPTIMIZERS, first_output, ms_steps, torch_reference_grads, torch_steps
 from .verify import _strip_to_known, make_inputs, ms_numpy, pair_layers, torch_numpy
 
-LOSSES = ("mse", "cross_entropy")
-ADAM_EPSILON = 1e-8  # both frameworks' default
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 # A gradient is measured against its own scale, but never one below this share of the model's largest
 # gradient: an analytically zero gradient is float noise on both sides, and noise against noise would read as
 # a 100% error. Seen: a conv bias just before a training-mode BatchNorm (noise 3e-9 of the largest), a
@@ -137,152 +136,6 @@ def _dataset_labels(config):
     return np.stack([np.asarray(sample[field]) for sample in samples])
 
 
-def torch_loss_fn(train, source):
-    import torch.nn.functional as F
-
-    if train.torch_loss:
-        return call_factory(train.torch_loss, {}, source)
-    if train.loss == "cross_entropy":
-        return lambda output, labels: F.cross_entropy(output, labels.long())
-    return F.mse_loss
-
-
-def ms_loss_fn(train, source):
-    import mindspore as ms
-    from mindspore import ops
-
-    if train.mindspore_loss:
-        return call_factory(train.mindspore_loss, {}, source)
-    if train.loss == "cross_entropy":
-        return lambda output, labels: ops.cross_entropy(output, labels.astype(ms.int32))
-    return ops.mse_loss
-
-
-def torch_optimizer(train, params):
-    import torch
-
-    kinds = {"sgd": lambda: torch.optim.SGD(params, lr=train.lr, weight_decay=train.weight_decay),
-             "momentum": lambda: torch.optim.SGD(params, lr=train.lr, momentum=train.momentum,
-                                                 weight_decay=train.weight_decay),
-             "adam": lambda: torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay),
-             "adamw": lambda: torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)}
-    return kinds[train.optimizer]()
-
-
-def ms_optimizer(train, params):
-    """MindSpore's optimizer; one parameter group so that weight decay reaches gamma/beta as in PyTorch."""
-    from mindspore import nn
-
-    decay = 0.0 if train.optimizer == "adamw" else train.weight_decay  # adamw decays apart (ms_step)
-    groups = [{"params": params, "weight_decay": decay}]
-    kinds = {"sgd": lambda: nn.SGD(groups, learning_rate=train.lr),
-             "momentum": lambda: nn.Momentum(groups, learning_rate=train.lr, momentum=train.momentum),
-             "adam": lambda: nn.Adam(groups, learning_rate=train.lr, eps=ADAM_EPSILON),
-             "adamw": lambda: nn.Adam(groups, learning_rate=train.lr, eps=ADAM_EPSILON)}
-    return kinds[train.optimizer]()
-
-
-# --- the steps -----------------------------------------------------------------------------------------
-
-def first_output(output):
-    """The array a loss is computed on: the model's first output (logits of a ModelOutput, output[0] of a tuple)."""
-    return compare.flatten(output)[0][1]
-
-
-def torch_steps(model, inputs, labels, train, source):
-    """Run the steps; returns losses, step-1 output and gradients, the execution order of modules."""
-    import torch
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch_optimizer(train, params) if params else None
-    loss_fn = torch_loss_fn(train, source)
-    order, handles = [], []
-    for name, module in model.named_modules():
-        if name:
-            handles.append(module.register_forward_hook(lambda *_, name=name: order.append(name)))
-    losses, output, grads = [], None, {}
-    try:
-        for step in range(train.steps):
-            model.zero_grad(set_to_none=True)
-            out = first_output(model(*[torch.from_numpy(x) for x in inputs]))
-            loss = loss_fn(out, torch.from_numpy(labels))
-            loss.backward()
-            if step == 0:
-                for handle in handles:
-                    handle.remove()
-                output = torch_numpy(out)
-                grads = {name: torch_numpy(p.grad) for name, p in model.named_parameters() if p.grad is not None}
-            losses.append(float(loss.detach()))
-            if optimizer:
-                _match_adam_epsilon(optimizer, train, step + 1)
-                optimizer.step()
-    finally:
-        for handle in handles:
-            handle.remove()
-    return {"losses": losses, "output": output, "grads": grads, "order": list(dict.fromkeys(order))}
-
-
-def _match_adam_epsilon(optimizer, train, step):
-    """PyTorch's eps so that its Adam runs MindSpore's formula.
-
-    MindSpore adds eps to sqrt(v) before the bias correction (lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v)
-    + eps)), PyTorch after it; the two agree when PyTorch's eps is eps / sqrt(1 - b2^t). At step 1 that is 32
-    times 1e-8, which moves updates of gradients near 1e-6 by percents.
-    """
-    if train.optimizer in ("adam", "adamw"):
-        for group in optimizer.param_groups:
-            group["eps"] = ADAM_EPSILON / (1 - group["betas"][1] ** step) ** 0.5
-
-
-def torch_reference_grads(model, inputs, labels, train, source):
-    """Step-1 gradients of a float64 copy of the PyTorch model: the reference for float32 noise."""
-    import copy
-
-    import torch
-
-    twin = copy.deepcopy(model).double()
-    as_double = [torch.from_numpy(x).double() if x.dtype.kind == "f" else torch.from_numpy(x) for x in inputs]
-    target = torch.from_numpy(labels)
-    out = first_output(twin(*as_double))
-    torch_loss_fn(train, source)(out, target.double() if target.is_floating_point() else target).backward()
-    return {name: p.grad.numpy() for name, p in twin.named_parameters() if p.grad is not None}
-
-
-def ms_steps(net, inputs, labels, train, source):
-    """Run the steps in PyNative mode; returns losses, step-1 output and gradients by Parameter.name."""
-    import mindspore as ms
-    from mindspore import ops
-
-    params = net.trainable_params()
-    optimizer = ms_optimizer(train, params) if params else None
-    loss_fn = ms_loss_fn(train, source)
-    captured = {}
-
-    def forward(*args):
-        out = first_output(net(*args[:-1]))
-        captured["output"] = out
-        return loss_fn(out, args[-1])
-
-    grad_fn = ms.value_and_grad(forward, None, optimizer.parameters) if optimizer else None
-    losses, output, grads = [], None, {}
-    for step in range(train.steps):
-        args = [ms.Tensor(x) for x in inputs] + [ms.Tensor(labels)]
-        if grad_fn is None:
-            loss, step_grads = forward(*args), ()
-        else:
-            loss, step_grads = grad_fn(*args)
-        if step == 0:
-            output = ms_numpy(captured["output"])
-            grads = {p.name: ms_numpy(g) for p, g in zip(params, step_grads)}
-        losses.append(float(loss.asnumpy()))
-        if optimizer:
-            if train.optimizer == "adamw":
-                for p in params:
-                    ops.assign(p, p * (1.0 - train.lr * train.weight_decay))
-            optimizer(step_grads)
-    return {"losses": losses, "output": output, "grads": grads}
-
-
 # --- comparing through the map ---------------------------------------------------------------------------
 
 def _through_map(entry, arrays):
@@ -396,61 +249,91 @@ def compare_after(rows, before, after, noise, tolerance):
 
 # --- the whole check -------------------------------------------------------------------------------------
 
-def train_check(config, model, net, map_data, ms_rows, inputs):
+def train_check(config, model, net, map_data, ms_rows, inputs, layers=()):
     """Run config's training step(s) on both (already loaded) models; the "train" dict of verify.json.
 
-    The models are left trained: call this after the inference comparison.
+    layers: stage 4's inference layer results; gradients flowing into layers that did not agree there (a
+    boundary drawn elsewhere, such as an activation fused into a Dense) are not compared. The models are
+    left trained: call this after the inference comparison.
     """
+    import torch
+
     from .train_report import backward_ranks, localise
 
     train = config.verify.train or TrainSection()
     check_settings(train, config.source)
     tolerance = train.tolerance if train.tolerance is not None else TRAIN_TOLERANCE
     rows = entries(ms_rows, map_data, model, net)
-    import torch
-
+    modules, cells = dict(model.named_modules()), dict(net.cells_and_names())
+    pairs = {owner: cell for cell, owner in pair_layers(ms_rows, map_data, set(modules), set(cells))}
+    agreeing = {layer["torch"] for layer in layers if layer.get("verdict") in compare.AGREEMENT}
+    watched = {owner: cell for owner, cell in pairs.items() if not layers or owner in agreeing}
     with torch.no_grad():  # the output's shape, for default labels; in inference mode, so no statistic moves
         probe = first_output(model.eval()(*[torch.from_numpy(x) for x in inputs]))
     torch_norms, ms_norms = set_train_modes(model, net)
     before = snapshot(rows, model, net)
     labels = make_labels(train, config, torch_numpy(probe))
-    reference_grads = torch_reference_grads(model, inputs, labels, train, config.source)
-    torch_run = torch_steps(model, inputs, labels, train, config.source)
-    ms_run = ms_steps(net, inputs, labels, train, config.source)
-    after = snapshot(rows, model, net)
-    output = compare.metrics(ms_run["output"], torch_run["output"])
-    output["verdict"] = compare.verdict(output, config.verify.tolerance)
-    losses = [{"step": i + 1, "torch": t, "mindspore": m, **_loss_metric(m, t, tolerance)}
-              for i, (t, m) in enumerate(zip(torch_run["losses"], ms_run["losses"]))]
-    gradients = compare_gradients(rows, torch_run["grads"], ms_run["grads"], reference_grads, tolerance)
-    del reference_grads
-    noise = {row["mindspore"]: row.get("noise", 0.0) for row in gradients}
-    after_step, statistics = compare_after(rows, before, after, noise, tolerance)
-    modules, cells = dict(model.named_modules()), dict(net.cells_and_names())
-    pairs = dict((owner, cell) for cell, owner in pair_layers(ms_rows, map_data, set(modules), set(cells)))
+    reference = torch_reference_grads(model, inputs, labels, train, config.source, set(watched))
+    torch_run = torch_steps(model, inputs, labels, train, config.source, set(watched))
+    ms_run = ms_steps(net, inputs, labels, train, config.source, set(watched.values()))
     result = {
-        "settings": {"loss": train.loss if not train.torch_loss else f"{train.torch_loss} / {train.mindspore_loss}",
-                     "optimizer": train.optimizer, "lr": train.lr, "weight_decay": train.weight_decay,
-                     "momentum": train.momentum if train.optimizer == "momentum" else None,
-                     "steps": train.steps, "labels": _labels_words(train), "tolerance": tolerance,
-                     "labels_shape": list(labels.shape), "modes": SETTINGS_WORDS},
+        "settings": _settings(train, tolerance, labels),
         "norm_layers": {"torch": len(torch_norms), "mindspore": len(ms_norms)},
         "dropout": dropout_layers(model, net),
-        "output": output,
-        "loss": losses,
-        "gradients": gradients,
-        "after_step": after_step,
-        "statistics": statistics,
+        **compare_steps(rows, before, snapshot(rows, model, net), torch_run, ms_run, reference, tolerance,
+                        config.verify.tolerance),
+        "flowing": compare_flowing(watched, modules, torch_run, ms_run, reference[1], tolerance),
     }
-    for row, rank in zip(gradients, backward_ranks(gradients, torch_run["order"])):
+    ranks = backward_ranks(result["gradients"] + result["flowing"], torch_run["order"])
+    for row, rank in zip(result["gradients"] + result["flowing"], ranks):
         row["rank"] = rank
     context = {"modules": modules, "cells": cells, "pairs": pairs, "labels_size": int(labels.size),
                "output_size": int(torch_run["output"].size), "output_rows": int(torch_run["output"].shape[0])}
     detail = localise(result, context)
-    result["agree"] = detail is None
-    result["first_divergence"] = detail["text"] if detail else None
-    result["first_divergence_detail"] = detail
+    result.update(agree=detail is None, first_divergence=detail["text"] if detail else None,
+                  first_divergence_detail=detail)
     return result
+
+
+def compare_steps(rows, before, after, torch_run, ms_run, reference, tolerance, output_tolerance):
+    """The training-mode output, the losses, the gradients, the updates and the statistics, compared."""
+    output = compare.metrics(ms_run["output"], torch_run["output"])
+    output["verdict"] = compare.verdict(output, output_tolerance)
+    losses = [{"step": i + 1, "torch": t, "mindspore": m, **_loss_metric(m, t, tolerance)}
+              for i, (t, m) in enumerate(zip(torch_run["losses"], ms_run["losses"]))]
+    gradients = compare_gradients(rows, torch_run["grads"], ms_run["grads"], reference[0], tolerance)
+    noise = {row["mindspore"]: row.get("noise", 0.0) for row in gradients}
+    after_step, statistics = compare_after(rows, before, after, noise, tolerance)
+    return {"output": output, "loss": losses, "gradients": gradients, "after_step": after_step,
+            "statistics": statistics}
+
+
+def compare_flowing(watched, modules, torch_run, ms_run, reference, tolerance):
+    """Per paired layer (called once), the gradient flowing into it from the loss side, both frameworks."""
+    result = []
+    hooks_work = bool(ms_run["flowing"])
+    for owner, cell in watched.items():
+        torch_grad, ms_grad = torch_run["flowing"].get(owner), ms_run["flowing"].get(cell)
+        note = {}
+        if torch_grad is not None and ms_grad is None and hooks_work:
+            # MindSpore runs a cell's backward hook only when a gradient reaches the cell.
+            ms_grad, note = np.zeros_like(torch_grad), {"note": "no gradient reached the MindSpore cell"}
+        if torch_grad is None or ms_grad is None:
+            continue
+        noise = compare.metrics(torch_grad, reference[owner]).get("relative", 0.0) if owner in reference else 0.0
+        metric = compare.metrics(ms_grad, torch_grad)
+        result.append({"torch": owner, "mindspore": cell, "layer": owner, "type": type(modules[owner]).__name__,
+                       "relative": metric.get("relative"), "noise": noise,
+                       "verdict": compare.verdict(metric, max(tolerance, NOISE_FACTOR * noise)), **note})
+    return result
+
+
+def _settings(train, tolerance, labels):
+    return {"loss": train.loss if not train.torch_loss else f"{train.torch_loss} / {train.mindspore_loss}",
+            "optimizer": train.optimizer, "lr": train.lr, "weight_decay": train.weight_decay,
+            "momentum": train.momentum if train.optimizer == "momentum" else None, "steps": train.steps,
+            "labels": _labels_words(train), "labels_shape": list(labels.shape), "tolerance": tolerance,
+            "modes": SETTINGS_WORDS}
 
 
 def _loss_metric(ms_loss, torch_loss, tolerance):

@@ -577,6 +577,6 @@ def verify(config, train=False):
     }
     if train:
         from .training import train_check
-        result["train"] = train_check(config, model, net, map_data, ms_rows, batches[0][0])
+        result["train"] = train_check(config, model, net, map_data, ms_rows, batches[0][0], layers)
     result["files"] = [str(path) for path in write_reports(result, config.output_dir)]
     return result

@@ -122,6 +122,16 @@ def test_loss_summed_on_one_side(tmp_path):
     assert "PyTorch's loss is 6 times MindSpore's" in text
 
 
+def test_gradient_stopped_between_layers(tmp_path):
+    """A stop_gradient after the BatchNorm: forward agrees, the gradient flowing into the BatchNorm does not."""
+    run = run_train(make_project(tmp_path, ms_kwargs="{ stop_gradient = true }"))
+    text = assert_differs_in_training_only(run, "between layers")
+    detail = run.train["first_divergence_detail"]
+    assert detail["torch"] == "bn" and detail["after"] == "fc" and "down to fc agrees" in text
+    inflow = {row["torch"]: row["verdict"] for row in run.train["flowing"]}
+    assert inflow["fc"] != "differ" and inflow["bn"] == "differ"
+
+
 @pytest.mark.parametrize("train", [
     'optimizer = "momentum"\nsteps = 2\nweight_decay = 0.01',
     'optimizer = "adam"\nweight_decay = 0.01\nlr = 0.001',

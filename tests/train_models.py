@@ -19,8 +19,9 @@ class TorchNet(nn.Module):
 
 
 class MsNet(msnn.Cell):
-    def __init__(self, bn_momentum=0.9, dropout=0.0, frozen=""):
+    def __init__(self, bn_momentum=0.9, dropout=0.0, frozen="", stop_gradient=False):
         super().__init__()
+        self.stop_gradient = stop_gradient
         self.conv = msnn.Conv2d(3, 4, 3, pad_mode="pad", padding=1)
         self.bn = msnn.BatchNorm2d(4, momentum=bn_momentum)
         self.drop = msnn.Dropout(p=dropout) if dropout else msnn.Identity()
@@ -31,6 +32,8 @@ class MsNet(msnn.Cell):
 
     def construct(self, x):
         x = ops.relu(self.bn(self.conv(x))).mean(axis=(2, 3))
+        if self.stop_gradient:  # a port bug forward cannot show: no gradient reaches the layers below
+            x = ops.stop_gradient(x)
         return self.fc(self.drop(x))
 
 
@@ -38,8 +41,8 @@ def torch_net(dropout=0.0):
     return TorchNet(dropout)
 
 
-def ms_net(bn_momentum=0.9, dropout=0.0, frozen=""):
-    return MsNet(bn_momentum, dropout, frozen)
+def ms_net(bn_momentum=0.9, dropout=0.0, frozen="", stop_gradient=False):
+    return MsNet(bn_momentum, dropout, frozen, stop_gradient)
 
 
 def torch_sum_mse():

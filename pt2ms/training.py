@@ -50,9 +50,12 @@ SETTINGS_WORDS = (
 
 # --- setting up both sides -------------------------------------------------------------------------------
 
-def check_settings(train, source):
-    """Refuse a [verify.train] value that cannot work, naming it."""
+def check_settings(config):
+    """Refuse a [verify.train] value that cannot work, naming it; returns the section (defaults without one)."""
+    train, source = config.verify.train or TrainSection(), config.source
     problems = []
+    if train.labels == "dataset" and not config.verify.dataset:
+        problems.append('labels = "dataset" without a [verify] dataset')
     if train.loss not in LOSSES and not (train.torch_loss and train.mindspore_loss):
         problems.append(f"loss {train.loss!r} (use {', '.join(LOSSES)}, or torch_loss and mindspore_loss factories)")
     if bool(train.torch_loss) != bool(train.mindspore_loss):
@@ -63,10 +66,14 @@ def check_settings(train, source):
         value = getattr(train, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             problems.append(f"{key} {value!r} (a number >= 0)")
+    tolerance = train.tolerance
+    if tolerance is not None and (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance <= 0):
+        problems.append(f"tolerance {tolerance!r} (a number > 0)")
     if isinstance(train.steps, bool) or not isinstance(train.steps, int) or train.steps < 1:
         problems.append(f"steps {train.steps!r} (a whole number >= 1)")
     if problems:
         raise Pt2MsError(f"{source}: [verify.train]: bad {problems[0]}")
+    return train
 
 
 def is_torch_norm(module):
@@ -125,8 +132,6 @@ def make_labels(train, config, torch_output):
 
 
 def _dataset_labels(config):
-    if not config.verify.dataset:
-        raise Pt2MsError(f"{config.source}: [verify.train] labels = \"dataset\" needs [verify] dataset")
     dataset = call_factory(config.verify.dataset, config.verify.dataset_kwargs, config.source)
     field = config.verify.dataset_inputs
     samples = [dataset[index] for index in range(min(config.verify.batch_size, len(dataset)))]
@@ -260,8 +265,7 @@ def train_check(config, model, net, map_data, ms_rows, inputs, layers=()):
 
     from .train_report import backward_ranks, localise
 
-    train = config.verify.train or TrainSection()
-    check_settings(train, config.source)
+    train = check_settings(config)
     tolerance = train.tolerance if train.tolerance is not None else TRAIN_TOLERANCE
     rows = entries(ms_rows, map_data, model, net)
     modules, cells = dict(model.named_modules()), dict(net.cells_and_names())

@@ -544,6 +544,9 @@ def verify(config, train=False):
         raise Pt2MsError(f"{config.source}: stage 4 needs [mindspore] model (a factory), not only a template")
     warnings = stale_checkpoint_warnings(config.map_path, ckpt_path)
     batches = _input_batches(config)  # before loading: a bad [verify] section fails fast
+    if train:
+        from .training import check_settings
+        check_settings(config)
     model = load_torch(config)
     net, load_notes = load_ms(config, ckpt_path, map_data)
     tolerance = config.verify.tolerance

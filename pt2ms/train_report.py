@@ -223,6 +223,10 @@ def markdown(train):
               f"{train['norm_layers']['mindspore']}. Dropout layers (off here): PyTorch "
               f"{len(train['dropout']['torch'])}, MindSpore {len(train['dropout']['mindspore'])}.", "",
               "| step | PyTorch loss | MindSpore loss | relative | verdict |", "| --- | --- | --- | --- | --- |"]
+    if train.get("not_in_models"):
+        listed = ", ".join(f"`{name}`" for name in train["not_in_models"][:5])
+        lines[-3:-3] = [f"Not compared: {len(train['not_in_models'])} map entries name no tensor of the built "
+                        f"models ({listed}).", ""]
     lines += [f"| {row['step']} | {row['torch']:.6g} | {row['mindspore']:.6g} | {_fmt(row['relative'])} | "
               f"{row['verdict']} |" for row in train["loss"]]
     lines += ["", f"A gradient differs when its error exceeds the tolerance and {NOISE_FACTOR} times *noise*, PyTorch's "

@@ -159,29 +159,33 @@ def floored_metric(ms_value, torch_value, floor, tolerance):
 
 
 def entries(ms_rows, map_data, model, net):
-    """One row per mapped MindSpore parameter: names, entry, the torch owner module, trainability each side."""
+    """One row per mapped MindSpore parameter: names, entry, the torch owner module, trainability each side;
+    and the map entries that name no tensor of the built models."""
     torch_params = dict(model.named_parameters())
     torch_buffers = dict(model.named_buffers())
     known = set(torch_params) | set(torch_buffers)
     modules = {name for name, _ in model.named_modules()}
     ms_params = net.parameters_dict()
-    rows = []
+    rows, unmatched = [], []
     for row in ms_rows:
         value = map_data["map"].get(row.name)
-        if value is None or row.name not in ms_params:
+        # A template saved from a training wrapper names optimizer.x what the bare model calls x.
+        ms_name = _strip_to_known(row.name, ms_params)
+        if value is None:
             continue
         entry = parse_value(value, row.name, "map")
         torch_names = [_strip_to_known(name, known) for name in entry.torch_names]
-        if not all(name in known for name in torch_names):
+        if ms_name not in ms_params or not all(name in known for name in torch_names):
+            unmatched.append(row.name)
             continue
         owner = _strip_to_known(torch_names[0].rpartition(".")[0], modules)
         buffer = any(name in torch_buffers for name in torch_names)
-        rows.append({"mindspore": row.name, "torch": torch_names if len(torch_names) > 1 else torch_names[0],
+        rows.append({"mindspore": ms_name, "torch": torch_names if len(torch_names) > 1 else torch_names[0],
                      "torch_names": torch_names, "entry": entry, "owner": owner,
                      "cell": (row.path or row.name).rpartition(".")[0], "statistic": buffer,
-                     "ms_trains": bool(ms_params[row.name].requires_grad),
+                     "ms_trains": bool(ms_params[ms_name].requires_grad),
                      "torch_trains": not buffer and all(torch_params[n].requires_grad for n in torch_names)})
-    return rows
+    return rows, unmatched
 
 
 def snapshot(rows, model, net):
@@ -267,7 +271,7 @@ def train_check(config, model, net, map_data, ms_rows, inputs, layers=()):
 
     train = check_settings(config)
     tolerance = train.tolerance if train.tolerance is not None else TRAIN_TOLERANCE
-    rows = entries(ms_rows, map_data, model, net)
+    rows, unmatched = entries(ms_rows, map_data, model, net)
     modules, cells = dict(model.named_modules()), dict(net.cells_and_names())
     pairs = {owner: cell for cell, owner in pair_layers(ms_rows, map_data, set(modules), set(cells))}
     agreeing = {layer["torch"] for layer in layers if layer.get("verdict") in compare.AGREEMENT}
@@ -287,6 +291,7 @@ def train_check(config, model, net, map_data, ms_rows, inputs, layers=()):
         **compare_steps(rows, before, snapshot(rows, model, net), torch_run, ms_run, reference, tolerance,
                         config.verify.tolerance),
         "flowing": compare_flowing(watched, modules, torch_run, ms_run, reference[1], tolerance),
+        "not_in_models": unmatched,
     }
     ranks = backward_ranks(result["gradients"] + result["flowing"], torch_run["order"])
     for row, rank in zip(result["gradients"] + result["flowing"], ranks):
@@ -294,6 +299,11 @@ def train_check(config, model, net, map_data, ms_rows, inputs, layers=()):
     context = {"modules": modules, "cells": cells, "pairs": pairs, "labels_size": int(labels.size),
                "output_size": int(torch_run["output"].size), "output_rows": int(torch_run["output"].shape[0])}
     detail = localise(result, context)
+    compared = any(row["verdict"] in compare.AGREEMENT for row in result["gradients"])
+    if detail is None and not compared:  # agreement over nothing is no agreement
+        detail = {"kind": "not compared", "torch": None, "mindspore": None,
+                  "text": "No gradient could be compared through the map: NOT VERIFIED "
+                          f"({len(rows)} entries found in both models, {len(unmatched)} not)."}
     result.update(agree=detail is None, first_divergence=detail["text"] if detail else None,
                   first_divergence_detail=detail)
     return result

@@ -1,6 +1,6 @@
 """Stage 4: run both models on the same inputs and report, layer by layer, whether they agree."""
 
-from pt2ms import cli
+from pt2ms import cli, train_report
 from pt2ms.verify import BOUNDARY, verify
 
 
@@ -29,13 +29,8 @@ def stage(args):
         print(f"  not verified: {reason}")
     if result["first_divergence"]:
         print(f"  {result['first_divergence']}")
-    if "train" in result:
-        train = result["train"]
-        print(f"training {'agrees' if train['agree'] else 'DIFFERS'}: loss {train['loss'][0]['torch']:.6g} vs "
-              f"{train['loss'][0]['mindspore']:.6g}, {sum(r['verdict'] == 'differ' for r in train['gradients'])}/"
-              f"{len(train['gradients'])} gradients differ")
-        if train["first_divergence"]:
-            print(f"  {train['first_divergence']}")
+    for line in train_report.summary(result.get("train")):
+        print(line)
     return 0 if result["agree"] and result.get("train", {}).get("agree", True) else 1
 
 

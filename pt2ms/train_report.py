@@ -54,7 +54,8 @@ def _forward(train, context):
     count = f" PyTorch has {norms['torch']} norm layers, MindSpore {norms['mindspore']}." \
         if norms["torch"] != norms["mindspore"] else ""
     return {"kind": "forward", "torch": None, "mindspore": None,
-            "text": f"In training mode the outputs already differ (relative error {output.get('relative', math.inf):.2e})"
+            "text": f"In training mode the outputs already differ (relative error "
+                    f"{output.get('relative', math.inf):.2e})"
                     " before any gradient: a layer behaves differently in training mode, e.g. a BatchNorm that "
                     "keeps using its running statistics (use_batch_statistics=False) or another epsilon that "
                     f"only batch statistics reveal.{count} Stage 4 without --train locates inference differences."}
@@ -229,8 +230,8 @@ def markdown(train):
                         f"models ({listed}).", ""]
     lines += [f"| {row['step']} | {row['torch']:.6g} | {row['mindspore']:.6g} | {_fmt(row['relative'])} | "
               f"{row['verdict']} |" for row in train["loss"]]
-    lines += ["", f"A gradient differs when its error exceeds the tolerance and {NOISE_FACTOR} times *noise*, PyTorch's "
-              "own float32 error against a float64 copy of the model (deep nets in training mode amplify rounding)."]
+    lines += ["", f"A gradient differs when its error exceeds the tolerance and {NOISE_FACTOR} times *noise*, "
+              "PyTorch's own float32 error against a float64 copy of the model (deep nets in training mode amplify rounding)."]
     lines += _table("Gradients (step 1), counting from the loss", train["gradients"], ("relative", "noise", "cosine"),
                     sort=True)
     lines += _table("Gradients flowing into paired layers (step 1), counting from the loss", train["flowing"],
@@ -290,6 +291,19 @@ def plot(train, name, path):
         figure.savefig(handle, format="png", dpi=100)
     plt.close(figure)
     return path
+
+
+def summary(train):
+    """The lines 4_verify.py --train prints; none without a training check."""
+    if not train:
+        return []
+    differ = sum(row["verdict"] == "differ" for row in train["gradients"])
+    loss = train["loss"][0] if train["loss"] else {"torch": math.nan, "mindspore": math.nan}
+    lines = [f"training {'agrees' if train['agree'] else 'DIFFERS'}: loss PyTorch {loss['torch']:.6g}, MindSpore "
+             f"{loss['mindspore']:.6g}; {differ}/{len(train['gradients'])} gradients, "
+             f"{sum(row['verdict'] == 'differ' for row in train['statistics'])}/{len(train['statistics'])} "
+             f"running statistics differ; tolerance {train['settings']['tolerance']:g}"]
+    return lines + ([f"  {train['first_divergence']}"] if train["first_divergence"] else [])
 
 
 def write(result, out_dir):

@@ -64,16 +64,19 @@ def check_settings(config):
         problems.append(f"optimizer {train.optimizer!r} (use {', '.join(OPTIMIZERS)})")
     for key in ("lr", "momentum", "weight_decay"):
         value = getattr(train, key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if not _is_number(value) or value < 0:
             problems.append(f"{key} {value!r} (a number >= 0)")
-    tolerance = train.tolerance
-    if tolerance is not None and (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance <= 0):
-        problems.append(f"tolerance {tolerance!r} (a number > 0)")
+    if train.tolerance is not None and (not _is_number(train.tolerance) or train.tolerance <= 0):
+        problems.append(f"tolerance {train.tolerance!r} (a number > 0)")
     if isinstance(train.steps, bool) or not isinstance(train.steps, int) or train.steps < 1:
         problems.append(f"steps {train.steps!r} (a whole number >= 1)")
     if problems:
         raise Pt2MsError(f"{source}: [verify.train]: bad {problems[0]}")
     return train
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def is_torch_norm(module):

@@ -125,6 +125,12 @@ def test_loss_summed_on_one_side(tmp_path):
     assert "PyTorch's loss is 6 times MindSpore's" in text
 
 
+def test_batchnorm_on_running_statistics_in_training(tmp_path):
+    run = run_train(make_project(tmp_path, ms_kwargs="{ running_stats = true }"))
+    text = assert_differs_in_training_only(run, "forward")
+    assert "use_batch_statistics=False" in text and run.train["output"]["verdict"] == "differ"
+
+
 def test_gradient_stopped_between_layers(tmp_path):
     """A stop_gradient after the BatchNorm: forward agrees, the gradient flowing into the BatchNorm does not."""
     run = run_train(make_project(tmp_path, ms_kwargs="{ stop_gradient = true }"))

@@ -19,11 +19,12 @@ class TorchNet(nn.Module):
 
 
 class MsNet(msnn.Cell):
-    def __init__(self, bn_momentum=0.9, dropout=0.0, frozen="", stop_gradient=False):
+    def __init__(self, bn_momentum=0.9, dropout=0.0, frozen="", stop_gradient=False, running_stats=False):
         super().__init__()
         self.stop_gradient = stop_gradient
         self.conv = msnn.Conv2d(3, 4, 3, pad_mode="pad", padding=1)
-        self.bn = msnn.BatchNorm2d(4, momentum=bn_momentum)
+        # use_batch_statistics=False: running statistics in training too, as PyTorch does only in eval.
+        self.bn = msnn.BatchNorm2d(4, momentum=bn_momentum, use_batch_statistics=False if running_stats else None)
         self.drop = msnn.Dropout(p=dropout) if dropout else msnn.Identity()
         self.fc = msnn.Dense(4, 3)
         for parameter in self.get_parameters():
@@ -41,8 +42,8 @@ def torch_net(dropout=0.0):
     return TorchNet(dropout)
 
 
-def ms_net(bn_momentum=0.9, dropout=0.0, frozen="", stop_gradient=False):
-    return MsNet(bn_momentum, dropout, frozen, stop_gradient)
+def ms_net(bn_momentum=0.9, dropout=0.0, frozen="", stop_gradient=False, running_stats=False):
+    return MsNet(bn_momentum, dropout, frozen, stop_gradient, running_stats)
 
 
 def torch_sum_mse():

@@ -4,7 +4,7 @@ Exit codes: 0 the models agree, 1 they differ (or nothing could be verified), 2 
 forward pass failed (the report is still written, "not compared").
 """
 
-from pt2ms import cli
+from pt2ms import cli, train_report
 from pt2ms.verify import BOUNDARY, verify
 
 
@@ -12,7 +12,7 @@ def stage(args):
     config = cli.load(args)
     if args.tolerance is not None:
         config.verify.tolerance = args.tolerance
-    result = verify(config)
+    result = verify(config, train=args.train)
     for warning in result["warnings"]:
         print(f"warning: {warning}")
     for path in result["files"]:
@@ -35,12 +35,16 @@ def stage(args):
         print(f"  not verified: {reason}")
     if result["first_divergence"]:
         print(f"  {result['first_divergence']}")
-    return 0 if result["agree"] else 1
+    for line in train_report.summary(result.get("train")):
+        print(line)
+    return 0 if result["agree"] and result.get("train", {}).get("agree", True) else 1
 
 
 def build_parser():
     result = cli.parser(__doc__)
     result.add_argument("--tolerance", type=float, help="override [verify] tolerance (relative to output scale)")
+    result.add_argument("--train", action="store_true",
+                        help="also run one training step on both models ([verify.train]) and compare it")
     return result
 
 

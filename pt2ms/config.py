@@ -55,8 +55,23 @@ class VerifySection:
     batch_size: int = 2
     batches: int = 2
     layers: bool = True                # compare layer by layer as well as the outputs
-    train: dict = field(default_factory=dict)    # [verify.train]: options of a training-step check
+    train: "TrainSection | None" = None  # [verify.train]: how 4_verify.py --train runs its step
     outputs: dict = field(default_factory=dict)  # which outputs correspond: { torch = ["logits"], mindspore = [0] }
+
+
+@dataclass
+class TrainSection:
+    """[verify.train]: one training step on both models (4_verify.py --train); every key is optional."""
+    loss: str = "mse"                  # "mse" (seeded target shaped like output 0) or "cross_entropy"
+    torch_loss: str | None = None      # or a factory per side: returns loss(output, labels) -> scalar
+    mindspore_loss: str | None = None
+    optimizer: str = "sgd"             # "sgd", "momentum", "adam" or "adamw"
+    lr: float = 0.01
+    momentum: float = 0.9              # for optimizer = "momentum"
+    weight_decay: float = 0.0
+    steps: int = 1
+    labels: object = None              # None: seeded; an input spec table; or "dataset" (the sample's next field)
+    tolerance: float | None = None     # for gradients, updates, statistics; default 1e-3
 
 
 @dataclass
@@ -112,6 +127,9 @@ KINDS = {
     "positive": (lambda value: isinstance(value, (int, float)) and not isinstance(value, bool)
                  and 0 < value < math.inf, "a positive number, e.g. 1e-4"),
     "list": (lambda value: isinstance(value, list), "a list"),
+    "nonnegative": (lambda value: isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and 0 <= value < math.inf, "a number of at least 0"),
+    "labels": (lambda value: isinstance(value, dict) or value == "dataset", 'an input spec table or "dataset"'),
     "shape": (lambda value: isinstance(value, list) and len(value) <= 32
               and all(_is_int(size) and size >= 1 for size in value), "a list of positive integers, e.g. [2, 3, 224, 224]"),
 }
@@ -121,6 +139,9 @@ SCHEMA = {
     "verify": {"inputs": "list", "seed": "seed", "tolerance": "positive", "dataset": "text", "dataset_kwargs": "table",
                "dataset_inputs": "count", "batch_size": "count", "batches": "count", "layers": "bool", "train": "table",
                "outputs": "table"},
+    "verify.train": {"loss": "text", "torch_loss": "text", "mindspore_loss": "text", "optimizer": "text",
+                     "lr": "positive", "momentum": "nonnegative", "weight_decay": "nonnegative", "steps": "count",
+                     "labels": "labels", "tolerance": "positive"},
     "verify.inputs": {"shape": "shape", "dtype": "text", "low": "int64", "high": "int64"},
     "paths": {"maps": "text", "outputs": "text"},
     "example": {"template": "text"},
@@ -210,6 +231,18 @@ def _check_folders(paths):
             raise Pt2MsError(f"[paths] {key}: {folder} is a file, not a folder")
 
 
+def _train_section(data, source):
+    try:
+        train = _section(TrainSection, data, "verify.train", source.parent)
+    except Pt2MsError as error:
+        raise Pt2MsError(f"{source}: {error}") from None
+    if isinstance(train.labels, dict):
+        train.labels = _section(InputSpec, train.labels, "verify.inputs", source.parent, "[verify.train] labels")
+    elif train.labels not in (None, "dataset"):
+        raise Pt2MsError(f"{source}: [verify.train] labels must be an input spec table or \"dataset\", got {train.labels!r}")
+    return train
+
+
 def load_config(path=None):
     """Read a TOML config (the bundled default example when `path` is None)."""
     source = Path(path or DEFAULT_CONFIG).resolve()
@@ -246,6 +279,8 @@ def load_config(path=None):
     if not (PROJECT_ROOT / "configs").is_dir():  # installed with pip: no checkout to hold maps/ and outputs/
         for key in set(("maps", "outputs")) - set(data.get("paths", {})):
             setattr(built["paths"], key, base / key)
+    if built["verify"].train is not None:
+        built["verify"].train = _train_section(built["verify"].train, source)
     config = Config(name=name, source=source, **built)
     if config.torch.checkpoint is None:
         raise Pt2MsError(f"{source}: missing key 'checkpoint' in [torch]")

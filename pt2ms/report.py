@@ -6,6 +6,7 @@ written as null, since JSON has no token for it; "non_finite_ms" / "non_finite_t
 
 import math
 
+from . import train_report
 from .files import atomic_open, write_json, write_text
 from .tables import write_verify_layers
 
@@ -176,10 +177,11 @@ def write_reports(result, out_dir):
     """Write verify.json, verify.md and (with layers) verify_layers.csv and .png; returns their paths."""
     paths = [out_dir / "verify.json", out_dir / "verify.md"]
     write_json(paths[0], strict_json({key: value for key, value in result.items() if key != "files"}))
-    write_text(paths[1], markdown(result))
+    train_section, train_paths = train_report.write(result, out_dir)
+    write_text(paths[1], markdown(result) + train_section)
     if result["layers"]:
         paths.append(write_verify_layers(out_dir / "verify_layers.csv", result))
     if any(layer.get("compared") for layer in result["layers"]):
         paths.append(out_dir / "verify_layers.png")
         plot(result, paths[-1])
-    return paths
+    return paths + train_paths

@@ -317,8 +317,10 @@ def _failed(config, ckpt_path, batches, warnings, failure, where):
     raise ModelRunError(f"{config.source}: {reason}") from None
 
 
-def verify(config):
+def verify(config, train=False):
     """Stage 4: compare the two models; writes verify.md/json/png and returns the result dict.
+
+    train: also run one training step on both (pt2ms.training), after the inference comparison.
 
     A forward pass that fails still writes the report ("not compared", with the reason), then raises
     ModelRunError (exit code 3).
@@ -332,6 +334,9 @@ def verify(config):
         raise Pt2MsError(f"{config.source}: stage 4 needs [mindspore] model (a factory), not only a template")
     warnings = stale_checkpoint_warnings(config.map_path, ckpt_path)
     batches = _input_batches(config)  # before loading: a bad [verify] section fails fast
+    if train:
+        from .training import check_settings
+        check_settings(config)
     selection = _output_selection(config)
     model = load_torch(config)
     net, load_notes = load_ms(config, ckpt_path, map_data)
@@ -389,5 +394,8 @@ def verify(config):
         "order_problems": order_problems,
         "load_notes": load_notes,
     }
+    if train:
+        from .training import train_check
+        result["train"] = train_check(config, model, net, map_data, ms_rows, batches[0][0], rows)
     result["files"] = [str(path) for path in write_reports(result, config.output_dir)]
     return result

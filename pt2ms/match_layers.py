@@ -1,0 +1,197 @@
+"""Layers as the matcher pairs them: tensors grouped by owning layer, each with a position and a shape
+signature, paired one to one as an assignment problem; then tensors paired inside two matched layers."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .match_names import (LAYER_LEAVES, TYPE_FAMILIES, _common_wrapper, flat_shape, ms_leaf, name_similarity,
+                          rank_numbers)
+
+
+@dataclass
+class Match:
+    ms_name: str
+    torch: object = None          # a PyTorch name, a list of names, or None
+    transform: str = ""
+    tied: bool = False
+    method: str = "none"          # exact, rule, structural, transform, order, manual, none
+    confidence: float = 0.0
+    note: str = ""
+
+
+@dataclass
+class Side:
+    """One side's tensors with the normalised names the passes compare."""
+    rows: list
+    key: dict = field(default_factory=dict)      # name -> normalised path (wrappers dropped, leaves translated)
+    position: dict = field(default_factory=dict)  # name -> relative position in definition order (0..1)
+
+
+def prepare(rows, ms_side):
+    names = [row.name for row in rows]
+    wrapper = _common_wrapper(names)
+    side = Side(rows)
+    siblings = {}
+    for row in rows:
+        parent, _, leaf = (row.path or row.name).rpartition(".")
+        siblings.setdefault(parent, set()).add(leaf)
+    for index, row in enumerate(rows):
+        path = row.path or row.name
+        if wrapper and path.startswith(wrapper):
+            path = path[len(wrapper):]
+        if ms_side:
+            parent, _, _ = path.rpartition(".")
+            leaf = ms_leaf(row, siblings)
+            path = f"{parent}.{leaf}" if parent else leaf
+        side.key[row.name] = path
+        side.position[row.name] = index / max(len(rows) - 1, 1)
+    return side
+
+
+@dataclass
+class Layer:
+    path: str                     # normalised layer path ("" for top-level tensors)
+    rows: list                    # TensorInfo rows
+    leaves: list                  # normalised leaf names, parallel to rows
+    layer_type: str
+    position: float
+    ranked: str = ""              # path with container indices replaced by sibling ranks
+    piece: tuple = ()             # (fused layer, index, count, split dims) for a piece of a fused layer
+    siblings: tuple = ()          # signatures of the layers in its parent container, in order
+
+    def signature(self, loose=False):
+        return tuple(sorted(flat_shape(row.shape) if loose else tuple(row.shape) for row in self.rows))
+
+
+def layers_of(side, names):
+    groups = {}
+    for row in side.rows:
+        if row.name not in names:
+            continue
+        parent, _, leaf = side.key[row.name].rpartition(".")
+        # Loose tensors (cls_token, pos_embed, layer-scale gammas) are layers of their own: grouping them by
+        # parent would glue unrelated tensors into one signature.
+        group = parent if leaf in LAYER_LEAVES else side.key[row.name]
+        layer = groups.get(group)
+        if layer is None:
+            layer = groups[group] = Layer(group, [], [], row.layer_type, side.position[row.name])
+        layer.rows.append(row)
+        layer.leaves.append(leaf)
+    ranked = rank_numbers(list(groups))
+    children = {}
+    for layer in groups.values():
+        layer.ranked = ranked[layer.path]
+        children.setdefault(layer.path.rpartition(".")[0], []).append(layer.signature(loose=True))
+    for layer in groups.values():
+        layer.siblings = tuple(children[layer.path.rpartition(".")[0]])
+    return list(groups.values())
+
+
+def _type_family(layer_type):
+    name = layer_type.removeprefix("mint.")
+    return TYPE_FAMILIES.get(name, name)
+
+
+def _pair_score(ms_layer, torch_layer):
+    similarity = name_similarity(ms_layer.ranked, torch_layer.ranked)
+    distance = abs(ms_layer.position - torch_layer.position)
+    # Strictly convex: of two pairings that cross and two that keep the order, equal in total distance,
+    # the order-keeping one wins (w1/w3 vs gate/up, declared a few layers apart on the two sides).
+    order = 1.0 - distance - 0.1 * distance ** 2
+    score = 1.0 + similarity + order
+    if ms_layer.layer_type and torch_layer.layer_type:
+        score += 0.3 if _type_family(ms_layer.layer_type) == _type_family(torch_layer.layer_type) else -0.3
+    # Containers built alike (a branch of conv, bn, conv, bn) pair as wholes even when their names share
+    # nothing and the two ports declare them in another order.
+    if ms_layer.siblings and ms_layer.siblings == torch_layer.siblings:
+        score += 0.3
+    return score, similarity
+
+
+def assign_layers(ms_layers, torch_layers, loose):
+    """Best one-to-one layer pairing; returns [(ms_layer, torch_layer, similarity, margin)]."""
+    if not ms_layers or not torch_layers:
+        return []
+    scores = np.full((len(ms_layers), len(torch_layers)), -np.inf)
+    similarity = np.zeros_like(scores)
+    by_signature = {}
+    for j, torch_layer in enumerate(torch_layers):
+        by_signature.setdefault(torch_layer.signature(loose), []).append(j)
+    for i, ms_layer in enumerate(ms_layers):
+        for j in by_signature.get(ms_layer.signature(loose), ()):  # only layers of one signature compete
+            if ms_layer.piece and torch_layers[j].piece:
+                continue  # two fused layers pair whole or not at all
+            scores[i, j], similarity[i, j] = _pair_score(ms_layer, torch_layers[j])
+    if not np.isfinite(scores).any():
+        return []
+    chosen = _solve(scores)
+    bonus = _follow_bonus(ms_layers, torch_layers, dict(chosen), scores)
+    if bonus.any():
+        scores = scores + bonus
+        chosen = _solve(scores)
+    pairs = []
+    for i, j in chosen:
+        others = np.concatenate([np.delete(scores[i], j), np.delete(scores[:, j], i)])
+        others = others[np.isfinite(others)]
+        margin = scores[i, j] - others.max() if others.size else 1.0
+        pairs.append((ms_layers[i], torch_layers[j], similarity[i, j], margin))
+    return pairs
+
+
+def _solve(scores):
+    """The allowed (i, j) pairs of the best assignment of a score matrix (-inf: not allowed)."""
+    allowed = np.isfinite(scores)
+    rows, cols = linear_sum_assignment(np.where(allowed, -scores, 1e6))
+    return [(i, j) for i, j in zip(rows, cols) if allowed[i, j]]
+
+
+def _follow_bonus(ms_layers, torch_layers, partner, scores):
+    """+0.3 where a norm layer's predecessor in its container (the conv it follows) is paired with the
+    other norm's predecessor: two BatchNorms of one shape in a block go with their convs, not crosswise."""
+    bonus = np.zeros_like(scores)
+    torch_after = {}
+    for j, before in _norm_predecessors(torch_layers).items():
+        torch_after.setdefault(before, []).append(j)
+    for i, before in _norm_predecessors(ms_layers).items():
+        for j in torch_after.get(partner.get(before), ()):
+            if np.isfinite(scores[i, j]):
+                bonus[i, j] = 0.3
+    return bonus
+
+
+def _norm_predecessors(layers):
+    """Index of each layer of only 1-D tensors (a norm) -> index of the layer declared before it in its parent."""
+    predecessors, last = {}, {}
+    for index, layer in enumerate(layers):
+        if layer.piece:
+            continue
+        parent = layer.path.rpartition(".")[0]
+        if all(len(row.shape) == 1 for row in layer.rows) and parent in last:
+            predecessors[index] = last[parent]
+        last[parent] = index
+    return predecessors
+
+
+def pair_tensors(ms_layer, torch_layer, loose):
+    """Pair tensors inside two matched layers: same leaf name first, then the only tensor of that shape."""
+    def shape_of(row):
+        return flat_shape(row.shape) if loose else tuple(row.shape)
+
+    pairs, free = [], list(zip(torch_layer.leaves, torch_layer.rows))
+    pending = []
+    for leaf, row in zip(ms_layer.leaves, ms_layer.rows):
+        hit = next((item for item in free if item[0] == leaf and shape_of(item[1]) == shape_of(row)), None)
+        if hit:
+            free.remove(hit)
+            pairs.append((row, hit[1]))
+        else:
+            pending.append(row)
+    for row in pending:
+        hit = next((item for item in free if shape_of(item[1]) == shape_of(row)), None)
+        if hit:
+            free.remove(hit)
+            pairs.append((row, hit[1]))
+    return pairs
+

@@ -54,7 +54,7 @@ def _pieces(layer):
     return [Layer(f"{layer.path}.{part}", [replace(row, shape=_piece_shape(row.shape, count, dims[row.name]))
                                            for row in layer.rows],
                   list(layer.leaves), layer.layer_type, layer.position + index * 1e-6,
-                  f"{layer.ranked}.{part}", (layer, index, count, dims))
+                  f"{layer.ranked}.{part}", (layer, index, count, dims), declared=layer.declared)
             for index, part in enumerate(parts)]
 
 

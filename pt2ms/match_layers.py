@@ -1,7 +1,9 @@
 """Layers as the matcher pairs them: tensors grouped by owning layer, each with a position and a shape
 signature, paired one to one as an assignment problem; then tensors paired inside two matched layers."""
 
-from dataclasses import dataclass, field
+import functools
+import json
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -23,16 +25,48 @@ class Match:
 
 @dataclass
 class Side:
-    """One side's tensors with the normalised names the passes compare."""
+    """One side's tensors, in model order where a model gave one, with the normalised names the passes compare."""
     rows: list
     key: dict = field(default_factory=dict)      # name -> normalised path (wrappers dropped, leaves translated)
-    position: dict = field(default_factory=dict)  # name -> relative position in definition order (0..1)
+    position: dict = field(default_factory=dict)  # name -> relative position in model order (0..1)
+    declared: dict = field(default_factory=dict)  # name -> relative position in definition order (0..1)
+    order: str = "file"                           # where positions come from: execution, definition or file
+
+
+def order_keys(rows):
+    """(row name -> sort key, source): execution order, else definition order, else the file's key order.
+
+    A layer that never ran (a weight read by its parent's forward, a head unused at inference) sorts right
+    after the layer declared before it that did run. Rows without any model order keep their file position
+    behind the row before them.
+    """
+    if any(row.execution_order >= 0 for row in rows):
+        source, by_definition = "execution", sorted(range(len(rows)), key=lambda i: (rows[i].definition_order, i))
+        keys, last = {}, (-1, -1)
+        for index in by_definition:
+            row = rows[index]
+            if row.execution_order >= 0:
+                last = (row.execution_order, row.definition_order)
+            keys[row.name] = (*last, row.definition_order, index)
+        return keys, source
+    if any(row.definition_order >= 0 for row in rows):
+        keys, last = {}, -1
+        for index, row in enumerate(rows):
+            last = row.definition_order if row.definition_order >= 0 else last
+            keys[row.name] = (last, index)
+        return keys, "definition"
+    return {row.name: (index,) for index, row in enumerate(rows)}, "file"
 
 
 def prepare(rows, ms_side):
+    """A Side: rows in model order, normalised names, relative positions."""
     names = [row.name for row in rows]
     wrapper = _common_wrapper(names)
-    side = Side(rows)
+    keys, source = order_keys(rows)
+    declared = order_keys([replace(row, execution_order=-1) for row in rows])[0] if source == "execution" else keys
+    by_declaration = {row.name: index for index, row in enumerate(sorted(rows, key=lambda row: declared[row.name]))}
+    rows = sorted(rows, key=lambda row: keys[row.name])
+    side = Side(rows, order=source)
     siblings = {}
     for row in rows:
         parent, _, leaf = (row.path or row.name).rpartition(".")
@@ -47,6 +81,7 @@ def prepare(rows, ms_side):
             path = f"{parent}.{leaf}" if parent else leaf
         side.key[row.name] = path
         side.position[row.name] = index / max(len(rows) - 1, 1)
+        side.declared[row.name] = by_declaration[row.name] / max(len(rows) - 1, 1)
     return side
 
 
@@ -60,9 +95,34 @@ class Layer:
     ranked: str = ""              # path with container indices replaced by sibling ranks
     piece: tuple = ()             # (fused layer, index, count, split dims) for a piece of a fused layer
     siblings: tuple = ()          # signatures of the layers in its parent container, in order
+    geometry: tuple = ()          # ((setting, value), ...) that shapes do not show but change them: stride, ...
+    declared: float = 0.0         # relative position in definition order (= position without a model)
 
     def signature(self, loose=False):
         return tuple(sorted(flat_shape(row.shape) if loose else tuple(row.shape) for row in self.rows))
+
+
+# Settings that change what a layer's output looks like, not just its numbers: two layers that differ in one
+# never pair (a stride-2 conv is not a stride-1 conv of the same kernel). padding, eps, approximate and
+# momentum are left out on purpose: a port that gets them wrong is still the partner, and stage 4 reports it.
+GEOMETRY = ("stride", "dilation", "groups")
+
+
+@functools.lru_cache(maxsize=None)
+def geometry(settings):
+    """The GEOMETRY part of a settings_text string, as a hashable tuple."""
+    if not settings:
+        return ()
+    found = json.loads(settings)
+    return tuple((key, json.dumps(found[key])) for key in GEOMETRY if key in found)
+
+
+def same_geometry(a, b):
+    """Whether two layers agree on every geometry setting both of them state."""
+    if not a or not b:
+        return True
+    other = dict(b)
+    return all(other.get(key, value) == value for key, value in a)
 
 
 def layers_of(side, names):
@@ -76,7 +136,8 @@ def layers_of(side, names):
         group = parent if leaf in LAYER_LEAVES else side.key[row.name]
         layer = groups.get(group)
         if layer is None:
-            layer = groups[group] = Layer(group, [], [], row.layer_type, side.position[row.name])
+            layer = groups[group] = Layer(group, [], [], row.layer_type, side.position[row.name],
+                                          geometry=geometry(row.settings), declared=side.declared[row.name])
         layer.rows.append(row)
         layer.leaves.append(leaf)
     ranked = rank_numbers(list(groups))
@@ -96,7 +157,10 @@ def _type_family(layer_type):
 
 def _pair_score(ms_layer, torch_layer):
     similarity = name_similarity(ms_layer.ranked, torch_layer.ranked)
-    distance = abs(ms_layer.position - torch_layer.position)
+    # Execution order first, declaration order second: a port may declare its output projection first
+    # (mindformers' T5) and still run it last. Both are the models' own; a file's key order is neither.
+    distance = 0.75 * abs(ms_layer.position - torch_layer.position) + \
+        0.25 * abs(ms_layer.declared - torch_layer.declared)
     # Strictly convex: of two pairings that cross and two that keep the order, equal in total distance,
     # the order-keeping one wins (w1/w3 vs gate/up, declared a few layers apart on the two sides).
     order = 1.0 - distance - 0.1 * distance ** 2
@@ -123,6 +187,8 @@ def assign_layers(ms_layers, torch_layers, loose):
         for j in by_signature.get(ms_layer.signature(loose), ()):  # only layers of one signature compete
             if ms_layer.piece and torch_layers[j].piece:
                 continue  # two fused layers pair whole or not at all
+            if not same_geometry(ms_layer.geometry, torch_layers[j].geometry):
+                continue
             scores[i, j], similarity[i, j] = _pair_score(ms_layer, torch_layers[j])
     if not np.isfinite(scores).any():
         return []

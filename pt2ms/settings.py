@@ -120,7 +120,7 @@ def ms_settings(cell):
         found["bias"] = bool(cell.has_bias)
     elif "bias" in {p.name.rpartition(".")[2] for p in cell.get_parameters(expand=False)}:
         found["bias"] = True
-    if name.startswith("BatchNorm"):
+    if name.startswith("BatchNorm") and getattr(cell, "momentum", None) is not None:  # BatchNorm3d: in bn2d
         found["momentum"] = round(float(cell.momentum), 12)  # stored as 1 - momentum: PyTorch's convention
     if name == "LayerNorm" and hasattr(cell, "begin_norm_axis"):
         found["norm_axis"] = cell.begin_norm_axis

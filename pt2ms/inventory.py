@@ -73,9 +73,13 @@ def add_torch_layer_types(rows, model):
 
 def torch_model_rows(model):
     """Inventory of a torch model's state dict (used when no checkpoint exists yet)."""
-    rows = []
+    rows, first_owner = [], {}
     for name, tensor in model.state_dict(keep_vars=True).items():
-        rows.append(TensorInfo(name, tuple(tensor.shape), str(tensor.dtype).removeprefix("torch.")))
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape)) \
+            if tensor.numel() else None
+        tied_to = first_owner.setdefault(key, name) if key else name
+        rows.append(TensorInfo(name, tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."),
+                               tied_to="" if tied_to == name else tied_to))
     return add_torch_layer_types(rows, model)
 
 

@@ -19,7 +19,12 @@ class LayerFacts:
 
 
 def _facts(layers, run, read_settings, framework, inputs):
-    definition = {path: index for index, (path, _) in enumerate(layers)}
+    # One module under two names (T5's shared embedding is encoder.embed_tokens too) is one layer: both names
+    # take the place and the run of the first.
+    first = {}
+    for index, (path, layer) in enumerate(layers):
+        first.setdefault(id(layer), (index, path))
+    definition = {path: first[id(layer)][0] for path, layer in layers}
     settings = {path: _settings(read_settings, layer) for path, layer in layers}
     if not inputs:
         return LayerFacts(definition, {}, settings, f"{framework}: no [verify] inputs, so no execution order "
@@ -30,7 +35,9 @@ def _facts(layers, run, read_settings, framework, inputs):
         first_line = (str(error).strip().splitlines() or [""])[0][:200]
         return LayerFacts(definition, {}, settings, f"{framework}: the forward pass on the [verify] inputs failed "
                                                     f"({type(error).__name__}: {first_line}); no execution order")
-    return LayerFacts(definition, recording.position(), settings)
+    ran = recording.position()
+    execution = {path: ran[first[id(layer)][1]] for path, layer in layers if first[id(layer)][1] in ran}
+    return LayerFacts(definition, execution, settings)
 
 
 def _settings(read_settings, layer):
@@ -43,7 +50,7 @@ def _settings(read_settings, layer):
 def torch_facts(model, inputs):
     """LayerFacts of a torch module: one forward pass (no grad, eval mode) on NumPy `inputs`, if any."""
     model.eval()
-    return _facts(list(model.named_modules()), lambda: record_torch(model, inputs), torch_settings, "PyTorch", inputs)
+    return _facts(list(model.named_modules(remove_duplicate=False)), lambda: record_torch(model, inputs), torch_settings, "PyTorch", inputs)
 
 
 def ms_facts(net, inputs):

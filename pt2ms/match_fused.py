@@ -4,7 +4,7 @@ layer assignment, chunk or cat entries), and a tall MindSpore layer fed by a run
 from dataclasses import replace
 
 from .match_layers import LAYER_LEAVES, Layer, Match, assign_layers, layers_of, pair_tensors
-from .match_names import name_similarity
+from .match_names import name_similarity, stored_in_out
 
 # --- fused projections (one qkv tensor on one side, q, k, v on the other) -----------------------------------
 # A fused layer also enters the assignment as its pieces, each a layer of its own, so that q, k and v compete
@@ -46,15 +46,20 @@ def _piece_shape(shape, count, dim):
 
 
 def _pieces(layer):
+    stored = layer
+    if layer.flipped:  # split as stored: an (in, 3*out) matrix splits along dim 1 and says so in its transform
+        stored = replace(layer, rows=[replace(row, shape=tuple(row.shape)[::-1]) if stored_in_out(row) else row
+                                      for row in layer.rows], flipped=False)
     parts = _fused_parts(layer)
-    dims = _split_dims(layer, len(parts)) if parts and not layer.piece else None
+    dims = _split_dims(stored, len(parts)) if parts and not layer.piece else None
     if not dims:
         return []
     count = len(parts)
     return [Layer(f"{layer.path}.{part}", [replace(row, shape=_piece_shape(row.shape, count, dims[row.name]))
-                                           for row in layer.rows],
+                                           for row in stored.rows],
                   list(layer.leaves), layer.layer_type, layer.position + index * 1e-6,
-                  f"{layer.ranked}.{part}", (layer, index, count, dims), declared=layer.declared)
+                  f"{layer.ranked}.{part}", (layer, index, count, dims), declared=layer.declared,
+                  ordered=layer.ordered)
             for index, part in enumerate(parts)]
 
 

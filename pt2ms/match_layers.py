@@ -9,7 +9,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .match_names import (LAYER_LEAVES, TYPE_FAMILIES, _common_wrapper, flat_shape, ms_leaf, name_similarity,
-                          rank_numbers)
+                          rank_numbers, stored_in_out)
 
 
 @dataclass
@@ -97,6 +97,9 @@ class Layer:
     siblings: tuple = ()          # signatures of the layers in its parent container, in order
     geometry: tuple = ()          # ((setting, value), ...) that shapes do not show but change them: stride, ...
     declared: float = 0.0         # relative position in definition order (= position without a model)
+    ordered: bool = False         # whether position comes from the model (execution or definition order)
+    flipped: bool = False         # its (in, out) weight is given here as (out, in), see stored_in_out
+    rank: tuple = (0, 1)          # (index, count) in model order among the layers of its signature and geometry
 
     def signature(self, loose=False):
         return tuple(sorted(flat_shape(row.shape) if loose else tuple(row.shape) for row in self.rows))
@@ -137,8 +140,11 @@ def layers_of(side, names):
         layer = groups.get(group)
         if layer is None:
             layer = groups[group] = Layer(group, [], [], row.layer_type, side.position[row.name],
-                                          geometry=geometry(row.settings), declared=side.declared[row.name])
-        layer.rows.append(row)
+                                          geometry=geometry(row.settings), declared=side.declared[row.name],
+                                          ordered=side.order != "file")
+        # A weight stored (in, out) competes in the (out, in) layout of the layers it may pair with.
+        layer.rows.append(replace(row, shape=tuple(row.shape)[::-1]) if stored_in_out(row) else row)
+        layer.flipped = layer.flipped or stored_in_out(row)
         layer.leaves.append(leaf)
     ranked = rank_numbers(list(groups))
     children = {}
@@ -171,6 +177,9 @@ def _pair_score(ms_layer, torch_layer):
     # nothing and the two ports declare them in another order.
     if ms_layer.siblings and ms_layer.siblings == torch_layer.siblings:
         score += 0.3
+    # A second name of a tensor (T5's encoder.embed_tokens for shared) is a partner only after the first.
+    if torch_layer.rows and all(getattr(row, "tied_to", "") for row in torch_layer.rows):
+        score -= 0.5
     return score, similarity
 
 
@@ -192,6 +201,7 @@ def assign_layers(ms_layers, torch_layers, loose):
             scores[i, j], similarity[i, j] = _pair_score(ms_layer, torch_layers[j])
     if not np.isfinite(scores).any():
         return []
+    scores += _rank_term(ms_layers, torch_layers, loose, scores)
     chosen = _solve(scores)
     bonus = _follow_bonus(ms_layers, torch_layers, dict(chosen), scores)
     if bonus.any():
@@ -204,6 +214,40 @@ def assign_layers(ms_layers, torch_layers, loose):
         margin = scores[i, j] - others.max() if others.size else 1.0
         pairs.append((ms_layers[i], torch_layers[j], similarity[i, j], margin))
     return pairs
+
+
+# How much the n-th layer of a signature on one side wants the n-th of that signature on the other, when both
+# sides' order comes from their models: a run of blocks pairs with one consistent offset (dark3.1..8 with
+# 6.0..7) instead of each block with its neighbour of similar index.
+RANK_WEIGHT = 1.0
+NORM_RANK_WEIGHT = 0.2
+
+
+def _set_ranks(layers, loose):
+    groups = {}
+    for layer in sorted(layers, key=lambda layer: layer.position):
+        groups.setdefault((layer.signature(loose), layer.geometry), []).append(layer)
+    for members in groups.values():
+        for index, layer in enumerate(members):
+            layer.rank = (index, len(members))
+
+
+def _rank_term(ms_layers, torch_layers, loose, scores):
+    """RANK_WEIGHT where two layers are the n-th of as many layers of their kind on each side.
+
+    Only where both sides hold as many: with GQA's q and o of one shape against a port's lone wo, counting
+    would pair wo with q."""
+    term = np.zeros_like(scores)
+    if not all(layer.ordered for layer in ms_layers + torch_layers):
+        return term
+    _set_ranks(ms_layers, loose)
+    _set_ranks(torch_layers, loose)
+    for i, j in zip(*np.nonzero(np.isfinite(scores))):
+        (ms_index, ms_count), (torch_index, torch_count) = ms_layers[i].rank, torch_layers[j].rank
+        if ms_count == torch_count and ms_index == torch_index:
+            # A norm follows the conv it normalises (_follow_bonus, stronger) wherever its branch runs.
+            term[i, j] = NORM_RANK_WEIGHT if _is_norm(ms_layers[i]) else RANK_WEIGHT
+    return term
 
 
 def _solve(scores):
@@ -227,6 +271,10 @@ def _follow_bonus(ms_layers, torch_layers, partner, scores):
     return bonus
 
 
+def _is_norm(layer):
+    return all(len(row.shape) == 1 for row in layer.rows)
+
+
 def _norm_predecessors(layers):
     """Index of each layer of only 1-D tensors (a norm) -> index of the layer declared before it in its parent."""
     predecessors, last = {}, {}
@@ -234,7 +282,7 @@ def _norm_predecessors(layers):
         if layer.piece:
             continue
         parent = layer.path.rpartition(".")[0]
-        if all(len(row.shape) == 1 for row in layer.rows) and parent in last:
+        if _is_norm(layer) and parent in last:
             predecessors[index] = last[parent]
         last[parent] = index
     return predecessors

@@ -3,6 +3,7 @@ their abbreviations, container indices ranked among siblings, and shapes with si
 
 import difflib
 import functools
+import json
 import re
 
 import numpy as np
@@ -179,9 +180,23 @@ def flat_shape(shape):
     return tuple(dims) if len(dims) < 2 else (dims[0], int(np.prod(dims[1:])))
 
 
+@functools.lru_cache(maxsize=None)
+def settings_of(text):
+    """A settings_text string as a dict ({} for "")."""
+    return json.loads(text) if text else {}
+
+
+def stored_in_out(row):
+    """Whether a 2-D weight is stored (in, out), as its layer's settings say (transpose_b=False, HF Conv1D)."""
+    return len(row.shape) == 2 and settings_of(getattr(row, "settings", "")).get("weight_layout") == "in_out"
+
+
 def orientation(ms_row, torch_row):
     """A transform that turns the torch tensor's layout into the MindSpore one, judged by shape and layer."""
     ms_shape, torch_shape = tuple(ms_row.shape), tuple(torch_row.shape)
+    if len(ms_shape) == 2 and len(torch_shape) == 2 and (stored_in_out(ms_row) or stored_in_out(torch_row)):
+        # The layers' settings say what a square matrix's shape cannot.
+        return "transpose(0, 1)" if stored_in_out(ms_row) != stored_in_out(torch_row) else ""
     if len(ms_shape) == 2 and ms_shape == torch_shape[::-1] and ms_shape != torch_shape:
         return "transpose(0, 1)"
     # A bare 2-D parameter used as x @ W is stored (in, out); a Dense weight is (out, in). Shape alone cannot

@@ -151,7 +151,8 @@ def _part_of(path, part):
 
 def join_runs(ms, torch, matches, used):
     """A MindSpore layer as tall as a run of sibling PyTorch layers stacked (w_qkv with GQA's unequal q, k, v;
-    w_gate_hidden = gate and up): cat(0) of that run, in declaration order, where exactly one run fits best."""
+    w_gate_hidden = gate and up): cat(0) of that run, in model order (q, k, v by their words), where exactly
+    one run fits best."""
     runs = _sibling_runs(layers_of(torch, {row.name for row in torch.rows if row.name not in used}))
     for ms_layer in layers_of(ms, {row.name for row in ms.rows if row.name not in matches}):
         shapes = {leaf: tuple(row.shape) for leaf, row in zip(ms_layer.leaves, ms_layer.rows)}
@@ -173,13 +174,46 @@ def join_runs(ms, torch, matches, used):
 
 
 def _sibling_runs(layers):
-    """Every run of two or more consecutive sibling layers (same parent, in declaration order)."""
+    """Every run of two or more consecutive sibling layers (same parent, in model order); a run of q, k, v
+    projections in the order their words give (q, k, v), whatever order the file or declaration has."""
     by_parent = {}
     for layer in sorted(layers, key=lambda layer: layer.position):
         if set(layer.leaves) <= LAYER_LEAVES:
             by_parent.setdefault(layer.path.rpartition(".")[0], []).append(layer)
-    return [group[start:stop] for group in by_parent.values()
-            for start in range(len(group)) for stop in range(start + 2, len(group) + 1)]
+    runs, seen = [], set()
+    for group in by_parent.values():
+        consecutive = [group[start:stop] for start in range(len(group)) for stop in range(start + 2, len(group) + 1)]
+        for run in _role_runs(group) + consecutive:
+            ordered = _by_role(run)
+            key = frozenset(id(layer) for layer in ordered)
+            if key not in seen:
+                seen.add(key)
+                runs.append(ordered)
+    return runs
+
+
+def _role(layer):
+    return next((part for part in ("q", "k", "v") if _part_of(layer.path + ".w", part)), None)
+
+
+def _role_runs(group):
+    """The q, k, v run and the k, v run among one parent's layers, by their words, if each is there once."""
+    roles = {}
+    for layer in group:
+        role = _role(layer)
+        if role:
+            roles.setdefault(role, []).append(layer)
+    if any(len(found) != 1 for found in roles.values()):
+        return []
+    return [[roles[part][0] for part in parts] for parts in (("q", "k", "v"), ("k", "v")) if set(parts) <= set(roles)]
+
+
+def _by_role(run):
+    """A run whose layers are q, k, v projections (each once) in q, k, v order; any other run unchanged."""
+    roles = [_role(layer) for layer in run]
+    if None in roles or len(set(roles)) != len(roles):
+        return run
+    return sorted(run, key=lambda layer: "qkv".index(_role(layer)))
 
 
 def _stacks_into(run, shapes):

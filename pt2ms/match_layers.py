@@ -9,7 +9,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .match_names import (LAYER_LEAVES, TYPE_FAMILIES, _common_wrapper, flat_shape, ms_leaf, name_similarity,
-                          rank_numbers, stored_in_out)
+                          rank_numbers, read_role_names, stored_in_out)
 
 
 @dataclass
@@ -82,6 +82,9 @@ def prepare(rows, ms_side):
         side.key[row.name] = path
         side.position[row.name] = index / max(len(rows) - 1, 1)
         side.declared[row.name] = by_declaration[row.name] / max(len(rows) - 1, 1)
+    weights = {side.key[row.name].rpartition(".")[0]: tuple(row.shape) for row in rows
+               if side.key[row.name].endswith(".weight")}
+    side.key = read_role_names(side.key, weights)
     return side
 
 
@@ -97,7 +100,7 @@ class Layer:
     siblings: tuple = ()          # signatures of the layers in its parent container, in order
     geometry: tuple = ()          # ((setting, value), ...) that shapes do not show but change them: stride, ...
     declared: float = 0.0         # relative position in definition order (= position without a model)
-    ordered: bool = False         # whether position comes from the model (execution or definition order)
+    ordered: bool = False         # whether position comes from a run of the model (execution order)
     flipped: bool = False         # its (in, out) weight is given here as (out, in), see stored_in_out
     rank: tuple = (0, 1)          # (index, count) in model order among the layers of its signature and geometry
 
@@ -141,7 +144,7 @@ def layers_of(side, names):
         if layer is None:
             layer = groups[group] = Layer(group, [], [], row.layer_type, side.position[row.name],
                                           geometry=geometry(row.settings), declared=side.declared[row.name],
-                                          ordered=side.order != "file")
+                                          ordered=side.order == "execution")
         # A weight stored (in, out) competes in the (out, in) layout of the layers it may pair with.
         layer.rows.append(replace(row, shape=tuple(row.shape)[::-1]) if stored_in_out(row) else row)
         layer.flipped = layer.flipped or stored_in_out(row)

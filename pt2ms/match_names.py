@@ -209,3 +209,43 @@ def orientation(ms_row, torch_row):
         return f"reshape({', '.join(map(str, ms_shape))})"
     return ""
 
+
+
+# Short role names, read as the words they stand for where one container holds the whole set: mindformers'
+# attention.wq/wk/wv/wo, and LLaMA's feed_forward.w1/w2/w3 where w1 and w3 share a shape and w2 has it
+# transposed (w1 the gate, w3 the up projection, w2 the down projection).
+ROLE_NAMES = [
+    ({"wq": "q", "wk": "k", "wv": "v", "wo": "o"}, {"wq", "wk", "wv"}),
+    ({"w1": "gate", "w2": "down", "w3": "up"}, {"w1", "w2", "w3"}),
+]
+
+
+def _roles_fit(names, shapes):
+    if names != {"w1", "w2", "w3"}:
+        return True
+    w1, w2, w3 = (shapes.get(name) for name in ("w1", "w2", "w3"))
+    return w1 is not None and w1 == w3 and w2 == tuple(w1)[::-1]
+
+
+def read_role_names(keys, shapes):
+    """keys (name -> normalised path) with short role names spelled out where a container holds a whole set.
+
+    `shapes`: layer path -> its weight's shape."""
+    children = {}
+    for path in shapes:
+        parent, _, child = path.rpartition(".")
+        children.setdefault(parent, {})[child] = shapes[path]
+    renamed = {}
+    for parent, found in children.items():
+        for words, required in ROLE_NAMES:
+            if required <= set(found) and _roles_fit(required, found):
+                for short, word in words.items():
+                    if short in found:
+                        renamed[f"{parent}.{short}" if parent else short] = f"{parent}.{word}" if parent else word
+    if not renamed:
+        return keys
+    result = {}
+    for name, path in keys.items():
+        layer, _, leaf = path.rpartition(".")
+        result[name] = f"{renamed[layer]}.{leaf}" if layer in renamed else path
+    return result

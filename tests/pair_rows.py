@@ -24,3 +24,10 @@ def bare_rows(rows):
     """As with a template .ckpt or a bare checkpoint: no layer types, paths, order or settings."""
     return [dataclasses.replace(row, layer_type="", path="", definition_order=-1, execution_order=-1, settings="")
             for row in rows]
+
+
+def declared_rows(pair):
+    """As stage 1 writes them when the config has no [verify] inputs: definition order and settings, no run."""
+    ms_rows = add_facts(from_ms_model(pair.ms_model), ms_facts(pair.ms_model, []))
+    torch_rows = add_facts(torch_model_rows(pair.torch_model), torch_facts(pair.torch_model, []))
+    return ms_rows, torch_rows

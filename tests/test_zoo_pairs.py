@@ -16,9 +16,10 @@ from tests.test_matching import suggested
 from tests.zoo_cnn2_pairs import ZOO_CNN2_PAIRS
 from tests.zoo_cnn_pairs import ZOO_CNN_PAIRS
 from tests.zoo_llm_pairs import ZOO_LLM_PAIRS
+from tests.zoo_order_pairs import ZOO_ORDER_PAIRS
 from tests.zoo_transformer_pairs import ZOO_TRANSFORMER_PAIRS
 
-ZOO_PAIRS = ZOO_CNN_PAIRS + ZOO_CNN2_PAIRS + ZOO_TRANSFORMER_PAIRS + ZOO_LLM_PAIRS
+ZOO_PAIRS = ZOO_CNN_PAIRS + ZOO_CNN2_PAIRS + ZOO_TRANSFORMER_PAIRS + ZOO_LLM_PAIRS + ZOO_ORDER_PAIRS
 
 # pair id -> why the matcher gets it wrong, for both variants (layer types do not help with it).
 KNOWN_WRONG = {
@@ -26,12 +27,24 @@ KNOWN_WRONG = {
         "30 of 48 wrong without execution order (right with it, test_matcher_with_model_order): mindformers "
         "declares projection before dense1/2/3 and its final norms after both stacks, so declaration and file "
         "order both mislead; HF's o/q/k/v share no word with projection/dense1/2/3"),
+    "yolox_darknet_vs_mindyolo": (
+        "170-175 of 215 wrong without execution order: dark3.1..8 against 6.0..7, each block pairs with its "
+        "neighbour of similar index, and declaration order alone is not trusted for counting (see RANK_WEIGHT)"),
+    "mobilenet_v2_tv_vs_mindcv": (
+        "175-195 of 262 wrong without execution order: mindcv's flat stem puts every block two places later"),
+}
+# Without layer settings (a bare checkpoint or template) a stride-2 shortcut and a stride-1 conv of one shape
+# look alike.
+KNOWN_WRONG_BARE = KNOWN_WRONG | {
+    "shortcut_declared_first_vs_last": "20 of 77 wrong: without settings the stride-2 shortcut and the "
+                                       "stride-1 c1x1_a are one signature, and their names share nothing",
 }
 # What earlier rounds fixed, each case a pair above: MobileNetV3 and ShuffleNetV2 (parent-container shape,
 # position weighed as much as names), ConvNeXt (a zoo's own LayerNorm subclass judged as untyped),
 # EfficientNet (a norm follows the conv declared before it), ViT/Swin/CLIP/GPT-2 (fused projections compete as
 # their pieces), LLaMA/Qwen2 (HF norm-name convention, convex position term, sibling runs joined by cat(0)),
-# T5 (execution order from stage 1; (in, out) weights read from the layers' settings).
+# T5 (execution order from stage 1; (in, out) weights read from the layers' settings), the YOLOX, shortcut and
+# MobileNetV2 pairs of tests/zoo_order_pairs.py (execution order; stride in the signature).
 
 
 def _id(make_pair):
@@ -114,7 +127,7 @@ def test_matcher_with_declaration_order(make_pair):
     assert set(got) == set(pair.reference)
 
 
-@pytest.mark.parametrize("make_pair", _params(KNOWN_WRONG))
+@pytest.mark.parametrize("make_pair", _params(KNOWN_WRONG_BARE))
 def test_matcher_from_names_and_shapes_alone(make_pair):
     """As with a template .ckpt or a bare checkpoint: no layer types, no attribute paths, file order."""
     pair = make_pair()

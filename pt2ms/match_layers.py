@@ -102,7 +102,10 @@ class Layer:
     declared: float = 0.0         # relative position in definition order (= position without a model)
     ordered: bool = False         # whether position comes from a run of the model (execution order)
     flipped: bool = False         # its (in, out) weight is given here as (out, in), see stored_in_out
-    rank: tuple = (0, 1)          # (index, count) in model order among the layers of its signature and geometry
+    agreed: bool = False          # paired where both models' orders agree (see assign_layers)
+    agreed_margin: float = 0.0    # its score's margin over the next best partner, counting in model order
+    rank: tuple = (0, 1, 0)       # (index, count, index in declaration order) among the layers of its
+                                  # signature and geometry, in execution order
 
     def signature(self, loose=False):
         return tuple(sorted(flat_shape(row.shape) if loose else tuple(row.shape) for row in self.rows))
@@ -204,7 +207,8 @@ def assign_layers(ms_layers, torch_layers, loose):
             scores[i, j], similarity[i, j] = _pair_score(ms_layer, torch_layers[j])
     if not np.isfinite(scores).any():
         return []
-    scores += _rank_term(ms_layers, torch_layers, loose, scores)
+    rank = _rank_term(ms_layers, torch_layers, loose, scores)
+    scores += rank
     chosen = _solve(scores)
     bonus = _follow_bonus(ms_layers, torch_layers, dict(chosen), scores)
     if bonus.any():
@@ -212,9 +216,16 @@ def assign_layers(ms_layers, torch_layers, loose):
         chosen = _solve(scores)
     pairs = []
     for i, j in chosen:
-        others = np.concatenate([np.delete(scores[i], j), np.delete(scores[:, j], i)])
-        others = others[np.isfinite(others)]
-        margin = scores[i, j] - others.max() if others.size else 1.0
+        # The margin over the next best partner, without the count in execution order: the confidence
+        # formula was calibrated without it, and the count has its own say through `agreed`.
+        margin = _margin(scores - rank, i, j)
+        ms_layers[i].agreed_margin = _margin(scores, i, j)
+        # Both models agree: the n-th of n layers of this kind on each side, in the order they run and in
+        # the order they are declared, and a norm after the partner of the conv it follows. What stage 2
+        # reports as sure (confidence >= 0.9) rests on this: where the two orders disagree (a branch called
+        # later than declared), the pairing may be right but is not sure.
+        ms_layers[i].agreed = rank[i, j] > 0 and ms_layers[i].rank[2] == torch_layers[j].rank[2] and \
+            (not _is_norm(ms_layers[i]) or bonus[i, j] > 0)
         pairs.append((ms_layers[i], torch_layers[j], similarity[i, j], margin))
     return pairs
 
@@ -233,8 +244,9 @@ def _set_ranks(layers, loose):
     for layer in sorted(layers, key=lambda layer: layer.position):
         groups.setdefault((layer.signature(loose), layer.geometry), []).append(layer)
     for members in groups.values():
+        declared = {id(layer): index for index, layer in enumerate(sorted(members, key=lambda m: m.declared))}
         for index, layer in enumerate(members):
-            layer.rank = (index, len(members))
+            layer.rank = (index, len(members), declared[id(layer)])
 
 
 def _rank_term(ms_layers, torch_layers, loose, scores):
@@ -248,11 +260,17 @@ def _rank_term(ms_layers, torch_layers, loose, scores):
     _set_ranks(ms_layers, loose)
     _set_ranks(torch_layers, loose)
     for i, j in zip(*np.nonzero(np.isfinite(scores))):
-        (ms_index, ms_count), (torch_index, torch_count) = ms_layers[i].rank, torch_layers[j].rank
+        (ms_index, ms_count, _), (torch_index, torch_count, _) = ms_layers[i].rank, torch_layers[j].rank
         if ms_count == torch_count and ms_index == torch_index:
             # A norm follows the conv it normalises (_follow_bonus, stronger) wherever its branch runs.
             term[i, j] = NORM_RANK_WEIGHT if _is_norm(ms_layers[i]) else RANK_WEIGHT
     return term
+
+
+def _margin(scores, i, j):
+    others = np.concatenate([np.delete(scores[i], j), np.delete(scores[:, j], i)])
+    others = others[np.isfinite(others)]
+    return scores[i, j] - others.max() if others.size else 1.0
 
 
 def _solve(scores):

@@ -22,6 +22,10 @@ from .match_layers import Match, Side, assign_layers, layers_of, pair_tensors, p
 from .match_names import (flat_shape, ignored_reason, name_similarity, orientation, rank_numbers,  # noqa: F401
                           strip_wrappers)
 
+# The score gap to the next best partner above which a pairing both models' execution order agree on is
+# reported as sure (>= 0.9); calibrated on every test pair (README, "How sure is sure").
+SURE_MARGIN = 0.5
+
 __all__ = ["Match", "Side", "match", "ignored_reason", "flat_shape", "name_similarity", "rank_numbers"]
 
 
@@ -57,6 +61,8 @@ def _structural(ms, torch, matches, used, loose):
         if ms_layer.piece or torch_layer.piece:
             continue
         confidence = round(min(0.95, 0.45 + 0.3 * similarity + 0.25 * min(1.0, margin / 0.5)), 2)
+        if ms_layer.agreed and ms_layer.agreed_margin >= SURE_MARGIN:
+            confidence = max(confidence, round(0.9 + 0.05 * min(1.0, ms_layer.agreed_margin / 2.0), 2))
         for ms_row, torch_row in pair_tensors(ms_layer, torch_layer, loose):
             transform = orientation(ms_row, torch_row)
             how = "transform" if transform else "structural"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from .errors import Pt2MsError
 from .files import write_json
 from .inventory import read_inventory
-from .matching import Match, ignored_reason, match
+from .matching import Match, ignored_reason, match, position_note
 from . import transforms
 
 
@@ -161,6 +161,7 @@ def build_map(config):
         "about": "MindSpore Parameter.name -> PyTorch name. Edit \"map\" by hand (null = keep the initial value); "
                  "reruns of stage 2 keep your edits. Lowest confidence first. See README, 'Stage 2'.",
         "name": config.name,
+        "position": position_note(ms_rows, torch_rows),  # where each side's layer order came from
         "map": {item.ms_name: to_value(item) for item in matches},
         "found": {item.ms_name: {"method": item.method, "confidence": item.confidence, "note": item.note}
                   for item in matches},
@@ -171,7 +172,8 @@ def build_map(config):
     }
     write_json(config.map_path, data)
     return {"path": config.map_path, "matches": matches, "unused": unused, "ignored": ignored,
-            "conflicts": conflicts, "kept_edits": sum(item.method == "manual" for item in matches)}
+            "conflicts": conflicts, "kept_edits": sum(item.method == "manual" for item in matches),
+            "position": data["position"]}
 
 
 def score(map_data, reference):

@@ -18,7 +18,7 @@ pieces and joined runs); this one runs the passes.
 
 from . import transforms
 from .match_fused import assign_with_pieces, join_runs, piece_groups, record_fused
-from .match_layers import Match, Side, assign_layers, layers_of, pair_tensors, prepare
+from .match_layers import Match, Side, assign_layers, layers_of, order_keys, pair_tensors, prepare
 from .match_names import (flat_shape, ignored_reason, name_similarity, orientation, rank_numbers,  # noqa: F401
                           strip_wrappers)
 
@@ -98,6 +98,28 @@ def _leftovers(ms, torch, matches, used):
                                              note=f"tied: {torch_row.name} already feeds another parameter")
 
 
+POSITION_SOURCES = {
+    "execution": "the order its layers ran in (stage 1 ran the model on the [verify] inputs)",
+    "definition": "the order its layers are declared in (no [verify] inputs, or the forward pass failed)",
+    "file": "the checkpoint's key order, which may be alphabetical (no model given): positions are a guess",
+}
+FILE_ORDER_NOTE = "position from file order, no model order"
+
+
+def position_note(ms_rows, torch_rows):
+    """Where the matcher took each side's layer positions from, in words (the map's top-level "position")."""
+    return {side: POSITION_SOURCES[order_keys(rows)[1]] for side, rows in (("torch", torch_rows),
+                                                                          ("mindspore", ms_rows))}
+
+
+def _file_order_doubts(matches):
+    """Without a model's order on a side, what position decided is less sure, and says so."""
+    for item in matches.values():
+        if item.method in ("structural", "transform", "order"):
+            item.confidence = round(item.confidence * 0.9, 2)
+            item.note = f"{item.note}; {FILE_ORDER_NOTE}" if item.note else FILE_ORDER_NOTE
+
+
 def match(ms_rows, torch_rows):
     """Suggest a Match for every MindSpore row (ignored rows excluded by the caller)."""
     ms, torch = prepare(ms_rows, ms_side=True), prepare(torch_rows, ms_side=False)
@@ -115,4 +137,6 @@ def match(ms_rows, torch_rows):
         if len(group) > 1:
             for item in group:
                 item.tied = True
+    if "file" in (ms.order, torch.order):
+        _file_order_doubts(matches)
     return [matches.get(row.name) or Match(row.name, None, note="no PyTorch tensor fits") for row in ms_rows]

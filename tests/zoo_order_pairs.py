@@ -335,3 +335,17 @@ def mobilenet_v2_tv_vs_mindcv_pair():
 
 ZOO_ORDER_PAIRS = [yolox_darknet_vs_mindyolo_pair, shortcut_declared_first_vs_last_pair,
                    mobilenet_v2_tv_vs_mindcv_pair]
+
+
+# ================================================================ factories for configs (tests/test_order.py)
+
+def hf_llama():
+    """The PyTorch side of tests/zoo_llm_pairs.py's LLaMA pair (Hugging Face names)."""
+    from tests.zoo_llm_pairs import llama_hf_vs_mindformers_pair
+    return llama_hf_vs_mindformers_pair().torch_model
+
+
+def mindformers_llama():
+    """The MindSpore side of the same pair (mindformers names: wq/wk/wv/wo, w1/w2/w3)."""
+    from tests.zoo_llm_pairs import llama_hf_vs_mindformers_pair
+    return llama_hf_vs_mindformers_pair().ms_model

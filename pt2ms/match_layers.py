@@ -162,6 +162,7 @@ def layers_of(side, names):
     return list(groups.values())
 
 
+@functools.lru_cache(maxsize=None)
 def _type_family(layer_type):
     name = layer_type.removeprefix("mint.")
     return TYPE_FAMILIES.get(name, name)
@@ -189,45 +190,97 @@ def _pair_score(ms_layer, torch_layer):
     return score, similarity
 
 
+# Layers of one signature are paired in windows of at most this many per side (consecutive in model order,
+# proportionally placed on the two sides): the work grows with n * WINDOW instead of n squared, so that a
+# 200,000-tensor inventory whose thousands of blocks share one shape takes seconds (benchmarks/map_speed.py).
+WINDOW = 32
+
+
 def assign_layers(ms_layers, torch_layers, loose):
-    """Best one-to-one layer pairing; returns [(ms_layer, torch_layer, similarity, margin)]."""
+    """Best one-to-one layer pairing; returns [(ms_layer, torch_layer, similarity, margin)].
+
+    Only layers of one shape signature (and no conflicting stride, dilation, groups) compete, so the
+    assignment splits into one problem per signature, each solved in windows (WINDOW)."""
     if not ms_layers or not torch_layers:
         return []
-    scores = np.full((len(ms_layers), len(torch_layers)), -np.inf)
-    similarity = np.zeros_like(scores)
-    by_signature = {}
-    for j, torch_layer in enumerate(torch_layers):
-        by_signature.setdefault(torch_layer.signature(loose), []).append(j)
-    for i, ms_layer in enumerate(ms_layers):
-        for j in by_signature.get(ms_layer.signature(loose), ()):  # only layers of one signature compete
-            if ms_layer.piece and torch_layers[j].piece:
-                continue  # two fused layers pair whole or not at all
-            if not same_geometry(ms_layer.geometry, torch_layers[j].geometry):
-                continue
-            scores[i, j], similarity[i, j] = _pair_score(ms_layer, torch_layers[j])
-    if not np.isfinite(scores).any():
-        return []
-    rank = _rank_term(ms_layers, torch_layers, loose, scores)
-    scores += rank
-    chosen = _solve(scores)
-    bonus = _follow_bonus(ms_layers, torch_layers, dict(chosen), scores)
-    if bonus.any():
-        scores = scores + bonus
-        chosen = _solve(scores)
+    windows = [_Window(ms_layers, torch_layers, ms_group, torch_group, loose)
+               for ms_group, torch_group in _windows(ms_layers, torch_layers, loose)]
+    windows = [window for window in windows if window.allowed]
+    partner = {i: j for window in windows for i, j in window.solve()}
+    follows = _follow_pairs(ms_layers, torch_layers, partner)
     pairs = []
-    for i, j in chosen:
-        # The margin over the next best partner, without the count in execution order: the confidence
-        # formula was calibrated without it, and the count has its own say through `agreed`.
-        margin = _margin(scores - rank, i, j)
-        ms_layers[i].agreed_margin = _margin(scores, i, j)
-        # Both models agree: the n-th of n layers of this kind on each side, in the order they run and in
-        # the order they are declared, and a norm after the partner of the conv it follows. What stage 2
-        # reports as sure (confidence >= 0.9) rests on this: where the two orders disagree (a branch called
-        # later than declared), the pairing may be right but is not sure.
-        ms_layers[i].agreed = rank[i, j] > 0 and ms_layers[i].rank[2] == torch_layers[j].rank[2] and \
-            (not _is_norm(ms_layers[i]) or bonus[i, j] > 0)
-        pairs.append((ms_layers[i], torch_layers[j], similarity[i, j], margin))
+    for window in windows:
+        if window.add_bonus(follows):
+            window.solve()
+        pairs += window.pairs()
     return pairs
+
+
+def _windows(ms_layers, torch_layers, loose):
+    """(ms indices, torch indices) of each window: per signature, in model order, split proportionally."""
+    groups = {}
+    for side, layers in enumerate((ms_layers, torch_layers)):
+        for index in sorted(range(len(layers)), key=lambda k: layers[k].position):
+            groups.setdefault(layers[index].signature(loose), ([], []))[side].append(index)
+    for ms_group, torch_group in groups.values():
+        if not ms_group or not torch_group:
+            continue
+        count = -(-max(len(ms_group), len(torch_group)) // WINDOW)
+        for k in range(count):
+            yield (ms_group[k * len(ms_group) // count:(k + 1) * len(ms_group) // count],
+                   torch_group[k * len(torch_group) // count:(k + 1) * len(torch_group) // count])
+
+
+class _Window:
+    """One dense assignment problem: a few layers of one signature on each side."""
+
+    def __init__(self, ms_all, torch_all, ms_index, torch_index, loose):
+        self.ms_index, self.torch_index = ms_index, torch_index
+        self.ms = [ms_all[i] for i in ms_index]
+        self.torch = [torch_all[j] for j in torch_index]
+        self.scores = np.full((len(self.ms), len(self.torch)), -np.inf)
+        self.similarity = np.zeros_like(self.scores)
+        for a, ms_layer in enumerate(self.ms):
+            for b, torch_layer in enumerate(self.torch):
+                if ms_layer.piece and torch_layer.piece:
+                    continue  # two fused layers pair whole or not at all
+                if not same_geometry(ms_layer.geometry, torch_layer.geometry):
+                    continue
+                self.scores[a, b], self.similarity[a, b] = _pair_score(ms_layer, torch_layer)
+        self.allowed = bool(np.isfinite(self.scores).any())
+        self.rank = _rank_term(self.ms, self.torch, loose, self.scores) if self.allowed else None
+        self.bonus = np.zeros_like(self.scores)
+        self.chosen = []
+
+    def solve(self):
+        """Solve; returns the chosen pairs as global (ms index, torch index)."""
+        self.chosen = _solve(self.scores + self.rank + self.bonus)
+        return [(self.ms_index[a], self.torch_index[b]) for a, b in self.chosen]
+
+    def add_bonus(self, follows):
+        for a, i in enumerate(self.ms_index):
+            for b, j in enumerate(self.torch_index):
+                if (i, j) in follows and np.isfinite(self.scores[a, b]):
+                    self.bonus[a, b] = 0.3
+        return self.bonus.any()
+
+    def pairs(self):
+        full = self.scores + self.rank + self.bonus
+        found = []
+        for a, b in self.chosen:
+            ms_layer, torch_layer = self.ms[a], self.torch[b]
+            # The margin over the next best partner, without the count in execution order: the confidence
+            # formula was calibrated without it, and the count has its own say through `agreed`.
+            margin = _margin(full - self.rank, a, b)
+            ms_layer.agreed_margin = _margin(full, a, b)
+            # Both models agree: the n-th of n layers of this kind on each side, in the order they run and in
+            # the order they are declared, and a norm after the partner of the conv it follows. What stage 2
+            # reports as sure (confidence >= 0.9) rests on this: where the two orders disagree (a branch
+            # called later than declared), the pairing may be right but is not sure.
+            ms_layer.agreed = self.rank[a, b] > 0 and ms_layer.rank[2] == torch_layer.rank[2] and \
+                (not _is_norm(ms_layer) or self.bonus[a, b] > 0)
+            found.append((ms_layer, torch_layer, self.similarity[a, b], margin))
+        return found
 
 
 # How much the n-th layer of a signature on one side wants the n-th of that signature on the other, when both
@@ -280,18 +333,14 @@ def _solve(scores):
     return [(i, j) for i, j in zip(rows, cols) if allowed[i, j]]
 
 
-def _follow_bonus(ms_layers, torch_layers, partner, scores):
-    """+0.3 where a norm layer's predecessor in its container (the conv it follows) is paired with the
-    other norm's predecessor: two BatchNorms of one shape in a block go with their convs, not crosswise."""
-    bonus = np.zeros_like(scores)
+def _follow_pairs(ms_layers, torch_layers, partner):
+    """(ms index, torch index) of norm layers whose predecessors in their containers (the convs they follow)
+    are paired with each other: two BatchNorms of one shape in a block go with their convs, not crosswise."""
     torch_after = {}
     for j, before in _norm_predecessors(torch_layers).items():
         torch_after.setdefault(before, []).append(j)
-    for i, before in _norm_predecessors(ms_layers).items():
-        for j in torch_after.get(partner.get(before), ()):
-            if np.isfinite(scores[i, j]):
-                bonus[i, j] = 0.3
-    return bonus
+    return {(i, j) for i, before in _norm_predecessors(ms_layers).items()
+            for j in torch_after.get(partner.get(before), ())}
 
 
 def _is_norm(layer):

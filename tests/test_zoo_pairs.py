@@ -10,6 +10,8 @@ failures are strict xfails whose reason says which pass goes wrong.
 import numpy as np
 import pytest
 
+from pt2ms.mapping import split_ignored, to_value
+from pt2ms.matching import match
 from tests import test_pairs_parity as parity
 from tests.pair_rows import bare_rows, declared_rows, ordered_rows, typed_rows
 from tests.test_matching import suggested
@@ -133,3 +135,21 @@ def test_matcher_from_names_and_shapes_alone(make_pair):
     pair = make_pair()
     got, _ = suggested(*(bare_rows(rows) for rows in typed_rows(pair)))
     assert wrong_entries(got, pair) == []
+
+
+def _variant_rows(pair, variant):
+    if variant == "declared":
+        return declared_rows(pair)
+    return tuple(bare_rows(rows) for rows in typed_rows(pair))
+
+
+@pytest.mark.parametrize("variant", ["declared", "bare"])
+@pytest.mark.parametrize("make_pair", [make for make in ZOO_PAIRS if _id(make) in KNOWN_WRONG_BARE], ids=_id)
+def test_known_wrong_entries_all_land_in_the_review_list(make_pair, variant):
+    """Where the matcher is wrong, it says it is unsure: every wrong entry scores below 0.9, the review list."""
+    pair = make_pair()
+    ms_rows, torch_rows = _variant_rows(pair, variant)
+    ms_kept, torch_kept, _ = split_ignored(ms_rows, torch_rows)
+    found = {item.ms_name: item for item in match(ms_kept, torch_kept)}
+    wrong = wrong_entries({name: to_value(item) for name, item in found.items()}, pair)
+    assert all(found[name].confidence < 0.9 for name, _, _ in wrong)

@@ -50,7 +50,8 @@ def _settings(read_settings, layer):
 def torch_facts(model, inputs):
     """LayerFacts of a torch module: one forward pass (no grad, eval mode) on NumPy `inputs`, if any."""
     model.eval()
-    return _facts(list(model.named_modules(remove_duplicate=False)), lambda: record_torch(model, inputs), torch_settings, "PyTorch", inputs)
+    layers = list(model.named_modules(remove_duplicate=False))
+    return _facts(layers, lambda: record_torch(model, inputs), torch_settings, "PyTorch", inputs)
 
 
 def ms_facts(net, inputs):

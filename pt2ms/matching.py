@@ -3,8 +3,10 @@
 Passes, most certain first; each claims tensors the later ones no longer see:
   1. exact      same name after wrapper prefixes are dropped and MindSpore's leaf names are translated
                 (match_names.RENAMES, applied by owning layer, never as a blanket rule)
-  2. structural layers matched by shape signature, name-token similarity, relative position and the shape
-                of their parent container, solved as one assignment problem (so ties are broken by
+  2. structural layers matched by shape signature and geometry (stride, dilation, groups), name-token
+                similarity, position in the models' execution order (then declaration order; file order
+                only without a model), the n-th of a kind with the n-th, and the shape of their parent
+                container, solved as an assignment problem per signature (so ties are broken by
                 structure, not by luck); tensors are then paired inside each matched layer. Fused
                 projections (qkv) also compete as their pieces, so q, k, v pair with them in the same step
   3. loose      the structural pass again with size-1 dims dropped (1x1 conv vs dense, Conv1d's 4-D kernel)

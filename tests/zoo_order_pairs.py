@@ -275,7 +275,8 @@ def shortcut_declared_first_vs_last_pair():
 # ================================================================ MobileNetV2: torchvision vs mindcv
 
 # (t, c, n, s): mindcv's and torchvision's setting with channels divided by 8
-MOBILENET_SETTING = [[1, 2, 1, 1], [6, 3, 2, 2], [6, 4, 3, 2], [6, 8, 4, 2], [6, 12, 3, 1], [6, 20, 3, 2], [6, 40, 1, 1]]
+MOBILENET_SETTING = [[1, 2, 1, 1], [6, 3, 2, 2], [6, 4, 3, 2], [6, 8, 4, 2], [6, 12, 3, 1], [6, 20, 3, 2],
+                     [6, 40, 1, 1]]
 
 
 class CvInvertedResidual(msnn.Cell):

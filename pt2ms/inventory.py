@@ -178,8 +178,12 @@ def show(config):
     torch_rows = from_checkpoint(tensors)
     # Both models run once on the [verify] inputs with their own initial weights: the order their layers run
     # in is the position stage 2 uses (a checkpoint's key order may be alphabetical).
-    inputs = make_inputs(config.verify.inputs, config.verify.seed) if config.verify.inputs else []
     warnings = []
+    try:
+        inputs = make_inputs(config.verify.inputs, config.verify.seed) if config.verify.inputs else []
+    except Pt2MsError as error:  # stage 4 refuses such inputs; stage 1 only loses the execution order
+        inputs = []
+        warnings.append(f"{error}: no execution order")
     if config.torch.model:
         model = build_torch_model(config)
         add_torch_layer_types(torch_rows, model)

@@ -9,7 +9,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .match_names import (LAYER_LEAVES, TYPE_FAMILIES, _common_wrapper, flat_shape, ms_leaf, name_similarity,
-                          rank_numbers, read_role_names, stored_in_out)
+                          rank_numbers, read_role_names, role, stored_in_out)
 
 
 @dataclass
@@ -168,6 +168,9 @@ def _type_family(layer_type):
     return TYPE_FAMILIES.get(name, name)
 
 
+ROLE_WEIGHT = 1.0  # two layers that name their roles (q, k, v, gate, up, down) agree or disagree
+
+
 def _pair_score(ms_layer, torch_layer):
     similarity = name_similarity(ms_layer.ranked, torch_layer.ranked)
     # Execution order first, declaration order second: a port may declare its output projection first
@@ -184,6 +187,9 @@ def _pair_score(ms_layer, torch_layer):
     # nothing and the two ports declare them in another order.
     if ms_layer.siblings and ms_layer.siblings == torch_layer.siblings:
         score += 0.3
+    ms_role, torch_role = role(ms_layer.path), role(torch_layer.path)
+    if ms_role and torch_role:
+        score += ROLE_WEIGHT if ms_role == torch_role else -ROLE_WEIGHT
     # A second name of a tensor (T5's encoder.embed_tokens for shared) is a partner only after the first.
     if torch_layer.rows and all(getattr(row, "tied_to", "") for row in torch_layer.rows):
         score -= 0.5

@@ -249,3 +249,17 @@ def read_role_names(keys, shapes):
         layer, _, leaf = path.rpartition(".")
         result[name] = f"{renamed[layer]}.{leaf}" if layer in renamed else path
     return result
+
+
+# Words that name a layer's role; two layers that both name one pair only if it is the same role (q_proj with
+# wq, read as q above, not with wk), whatever order the file or the declarations put them in.
+ROLE_WORDS = {"q": "q", "query": "q", "k": "k", "key": "k", "v": "v", "value": "v",
+              "gate": "gate", "up": "up", "down": "down"}
+
+
+@functools.lru_cache(maxsize=None)
+def role(layer_path):
+    """The role the last part of a layer path names ('self_attn.q_proj' -> 'q'), or None (none, or several)."""
+    words = re.split(r"[_\W\d]+", _CAMEL.sub("_", layer_path.rpartition(".")[2]).lower())
+    found = {ROLE_WORDS[word] for word in words if word in ROLE_WORDS}
+    return found.pop() if len(found) == 1 else None

@@ -11,9 +11,9 @@ import mindspore as ms
 from safetensors.torch import save_file
 
 from pt2ms.config import load_config
-from pt2ms.inventory import read_inventory, show
+from pt2ms.inventory import TensorInfo, read_inventory, show
 from pt2ms.mapping import build_map
-from pt2ms.matching import FILE_ORDER_NOTE
+from pt2ms.matching import FILE_ORDER_NOTE, match
 from tests.test_zoo_pairs import wrong_entries
 from tests.zoo_llm_pairs import SEQ, VOCAB, llama_hf_vs_mindformers_pair
 
@@ -92,3 +92,30 @@ def test_a_failing_forward_costs_only_the_execution_order(tmp_path, capsys):
     build_map(config)
     data = json.loads(config.map_path.read_text())
     assert all(text.startswith("the order its layers are declared") for text in data["position"].values())
+
+
+# ---------------------------------------------------------------- the rules on bare inventories
+
+def _row(name, shape, layer_type="", settings="", execution=-1):
+    return TensorInfo(name, tuple(shape), "float32", layer_type, name, settings=settings,
+                      definition_order=0 if execution >= 0 else -1, execution_order=execution)
+
+
+def test_stride_blocks_a_pairing_but_padding_and_eps_do_not():
+    same, padded = '{"padding":"same","stride":2}', '{"padding":1,"stride":1}'
+    ms_rows = [_row("a.weight", (8, 8, 3, 3), "Conv2d", same, 0), _row("b.weight", (8, 8, 3, 3), "Conv2d", padded, 1),
+               _row("n.gamma", (8,), "BatchNorm2d", '{"eps":0.001}', 2),
+               _row("n.beta", (8,), "BatchNorm2d", '{"eps":0.001}', 2)]
+    torch_rows = [_row("x.weight", (8, 8, 3, 3), "Conv2d", '{"padding":1,"stride":1}', 0),
+                  _row("y.weight", (8, 8, 3, 3), "Conv2d", '{"padding":1,"stride":2}', 1),
+                  _row("m.weight", (8,), "BatchNorm2d", '{"eps":1e-05}', 2),
+                  _row("m.bias", (8,), "BatchNorm2d", '{"eps":1e-05}', 2)]
+    got = {item.ms_name: item.torch for item in match(ms_rows, torch_rows)}
+    assert got == {"a.weight": "y.weight", "b.weight": "x.weight", "n.gamma": "m.weight", "n.beta": "m.bias"}
+
+
+def test_short_role_words_decide_against_alphabetical_file_order():
+    ms_rows = [_row(f"layers.0.attention.{w}.weight", (16, 16), "Dense") for w in ("wq", "wk", "wv", "wo")]
+    torch_rows = [_row(f"layers.0.self_attn.{p}_proj.weight", (16, 16), "Linear") for p in "koqv"]
+    got = {item.ms_name: item.torch for item in match(ms_rows, torch_rows)}
+    assert got == {f"layers.0.attention.w{p}.weight": f"layers.0.self_attn.{p}_proj.weight" for p in "qkvo"}

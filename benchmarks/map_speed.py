@@ -6,9 +6,11 @@ LayerNorm.weight -> layernorm.gamma), so every tensor goes through the structura
 names. Only inventories are built (no framework import), as stage 2 itself reads stage 1's CSVs.
 
     .venv/bin/python benchmarks/map_speed.py --layers 37
+    .venv/bin/python benchmarks/map_speed.py --tensors 200000    # stage 2 whole on a 200,000-tensor inventory
 """
 
 import argparse
+import resource
 import sys
 import tempfile
 import time
@@ -56,11 +58,46 @@ def bert_pair(layers, hidden=64, intermediate=256):
     return ms_rows, torch_rows, reference
 
 
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def large(tensors):
+    """Stage 2 whole (read both CSVs, match, write the map) on a BERT pair of about `tensors` tensors."""
+    ms_rows, torch_rows, reference = bert_pair(max(1, (tensors - 6) // 16))
+    with tempfile.TemporaryDirectory() as work:
+        config = _bench_config(Path(work), ms_rows, torch_rows)
+        before = peak_rss_mb()
+        started, cpu_started = time.perf_counter(), time.process_time()
+        summary = build_map(config)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    got = {item.ms_name: to_value(item) for item in summary["matches"]}
+    right = sum(got.get(name) == value for name, value in reference.items())
+    print(f"tensors: {len(ms_rows):,} MindSpore, {len(torch_rows):,} PyTorch")
+    print(f"stage 2 whole: {wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS {peak_rss_mb():,.0f} MB "
+          f"({before:,.0f} MB before it ran)")
+    print(f"right: {right:,}/{len(reference):,}")
+
+
+def _bench_config(work, ms_rows, torch_rows):
+    config_path = work / "bench.toml"
+    config_path.write_text('name = "bench"\n[torch]\ncheckpoint = "none.pth"\n[mindspore]\ntemplate = "none.ckpt"\n'
+                           '[paths]\nmaps = "maps"\noutputs = "outputs"\n')
+    config = load_config(config_path)
+    write_inventory(ms_rows, config.output_dir / "ms_params", "MindSpore")
+    write_inventory(torch_rows, config.output_dir / "torch_params", "PyTorch")
+    return config
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=37, help="encoder layers (37 -> 598 tensors)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--tensors", type=int, default=0,
+                        help="instead: one stage-2 run on about this many tensors (wall time, peak memory)")
     args = parser.parse_args()
+    if args.tensors:
+        return large(args.tensors)
     ms_rows, torch_rows, reference = bert_pair(args.layers)
     timings = []
     for _ in range(args.repeat):
@@ -74,13 +111,7 @@ def main():
     print(f"matcher: best {min(timings):.3f} s, worst {max(timings):.3f} s over {args.repeat} runs (imports excluded)")
     print(f"right: {right}/{len(reference)}")
     with tempfile.TemporaryDirectory() as work:
-        work = Path(work)
-        config_path = work / "bench.toml"
-        config_path.write_text('name = "bench"\n[torch]\ncheckpoint = "none.pth"\n[mindspore]\ntemplate = "none.ckpt"\n'
-                               '[paths]\nmaps = "maps"\noutputs = "outputs"\n')
-        config = load_config(config_path)
-        write_inventory(ms_rows, config.output_dir / "ms_params", "MindSpore")
-        write_inventory(torch_rows, config.output_dir / "torch_params", "PyTorch")
+        config = _bench_config(Path(work), ms_rows, torch_rows)
         started = time.perf_counter()
         build_map(config)
         print(f"stage 2 whole (read CSVs, match, write the map): {time.perf_counter() - started:.3f} s")

@@ -26,6 +26,9 @@ class TensorInfo:
     layer_type: str = ""   # class of the owning layer, "" when no model was given
     path: str = ""         # attribute path in the model (MindSpore: may differ from name); "" if unknown
     tied_to: str = ""      # an earlier name sharing this tensor's storage (torch side), "" if none
+    definition_order: int = -1   # owning layer's index in the model's named_modules/cells_and_names; -1 unknown
+    execution_order: int = -1    # owning layer's index in the order layers first ran; -1 never ran / not run
+    settings: str = ""           # owning layer's settings (pt2ms.settings.settings_text), "" if unknown
 
     @property
     def numel(self):
@@ -71,9 +74,13 @@ def add_torch_layer_types(rows, model):
 
 def torch_model_rows(model):
     """Inventory of a torch model's state dict (used when no checkpoint exists yet)."""
-    rows = []
+    rows, first_owner = [], {}
     for name, tensor in model.state_dict(keep_vars=True).items():
-        rows.append(TensorInfo(name, tuple(tensor.shape), str(tensor.dtype).removeprefix("torch.")))
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape)) \
+            if tensor.numel() else None
+        tied_to = first_owner.setdefault(key, name) if key else name
+        rows.append(TensorInfo(name, tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."),
+                               tied_to="" if tied_to == name else tied_to))
     return add_torch_layer_types(rows, model)
 
 
@@ -107,6 +114,8 @@ def add_ms_layer_types(rows, model_rows):
         found = by_name.get(_strip_wrappers(row.name, by_name))
         if found is not None and tuple(found.shape) == tuple(row.shape):
             row.layer_type, row.path = found.layer_type, found.path
+            row.definition_order, row.execution_order = found.definition_order, found.execution_order
+            row.settings = found.settings
     return rows
 
 
@@ -210,12 +219,34 @@ def show(config):
     from .checkpoint import open_ms_checkpoint, open_torch_checkpoint
     from .config import build_ms_model, build_torch_model
 
+    from .layer_facts import add_facts, ms_facts, torch_facts
+    from .models import make_inputs
+
     tensors = open_torch_checkpoint(config.torch.checkpoint, config.torch.state_dict_key, config.torch.trust_pickle)
     torch_rows = from_checkpoint(tensors)
+    # Both models run once on the [verify] inputs with their own initial weights: the order their layers run
+    # in is the position stage 2 uses (a checkpoint's key order may be alphabetical).
+    warnings = []
+    try:
+        inputs = make_inputs(config.verify.inputs, config.verify.seed) if config.verify.inputs else []
+    except Pt2MsError as error:  # stage 4 refuses such inputs; stage 1 only loses the execution order
+        inputs = []
+        warnings.append(f"{error}: no execution order")
     if config.torch.model:
-        add_torch_layer_types(torch_rows, build_torch_model(config))
-    # A template's names are what the target checkpoint must hold; a model adds layer types and paths.
-    ms_model_rows = from_ms_model(build_ms_model(config)) if config.mindspore.model else None
+        model = build_torch_model(config)
+        add_torch_layer_types(torch_rows, model)
+        facts = torch_facts(model, inputs)
+        add_facts(torch_rows, facts)
+        warnings.append(facts.warning)
+    # A template's names are what the target checkpoint must hold; a model adds layer types, paths and order.
+    ms_model_rows = None
+    if config.mindspore.model:
+        net = build_ms_model(config)
+        facts = ms_facts(net, inputs)
+        ms_model_rows = add_facts(from_ms_model(net), facts)
+        warnings.append(facts.warning)
+    for warning in filter(None, warnings):
+        print(f"warning: {warning}")
     if config.mindspore.template:
         ms_rows = from_checkpoint(open_ms_checkpoint(config.mindspore.template))
         if ms_model_rows:

@@ -17,7 +17,7 @@ from .files import write_json
 from .inventory import read_inventory
 from .tables import write_map_review
 from .mapfile import Entry, parse_value, read_map, shape_after  # noqa: F401 (re-exported: they lived here)
-from .matching import Match, ignored_reason, match
+from .matching import Match, ignored_reason, match, position_note
 from . import transforms
 
 
@@ -113,6 +113,7 @@ def build_map(config):
         "about": "MindSpore Parameter.name -> PyTorch name. Edit \"map\" by hand (null = keep the initial value); "
                  "reruns of stage 2 keep your edits. Lowest confidence first. See README, 'Stage 2'.",
         "name": config.name,
+        "position": position_note(ms_rows, torch_rows),  # where each side's layer order came from
         "map": {item.ms_name: to_value(item) for item in matches},
         "found": {item.ms_name: {"method": item.method, "confidence": item.confidence, "note": item.note}
                   for item in matches},
@@ -124,7 +125,8 @@ def build_map(config):
     write_json(config.map_path, data)
     review = write_map_review(config.output_dir / "map_review.csv", matches, ms_all, torch_all)
     return {"path": config.map_path, "review": review, "matches": matches, "unused": unused, "ignored": ignored,
-            "conflicts": conflicts, "kept_edits": sum(item.method == "manual" for item in matches)}
+            "conflicts": conflicts, "kept_edits": sum(item.method == "manual" for item in matches),
+            "position": data["position"]}
 
 
 def score(map_data, reference):

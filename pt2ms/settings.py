@@ -18,6 +18,8 @@ compared setting by setting:
   p                          dropout probability
   negative_slope             LeakyReLU
   dim                        softmax/flatten axis
+  weight_layout              "in_out" for a layer that stores its 2-D weight (in, out) and computes x @ W
+                             (mindformers' Linear with transpose_b=False, Hugging Face's Conv1D); absent for (out, in)
 Only settings that exist on a layer are listed; a key on one side only is itself worth showing.
 """
 
@@ -39,6 +41,8 @@ ATTRIBUTES = [
     ("negative_slope", ("negative_slope",), ("alpha",)),
     ("dim", ("dim", "start_dim"), ("axis", "start_dim")),
 ]
+# PyTorch layers that store their 2-D weight (in, out) and compute x @ W: Hugging Face's GPT-2 Conv1D.
+TORCH_IN_OUT = {"Conv1D"}
 # Layer kinds whose MindSpore cells carry one leading dummy spatial dim (MindSpore builds them on 2-D ops).
 MS_ONE_D = {"Conv1d", "Conv1dTranspose", "MaxPool1d", "AvgPool1d"}
 POOLS = ("MaxPool", "AvgPool")
@@ -97,6 +101,8 @@ def torch_settings(module):
         found["norm_axis"] = -len(module.normalized_shape)
     if "approximate" in found:
         found["approximate"] = str(found["approximate"])
+    if name in TORCH_IN_OUT:
+        found["weight_layout"] = "in_out"
     if name == "Upsample" and found.get("align_corners") is None:
         found["align_corners"] = False
     return _plain(found)
@@ -120,7 +126,7 @@ def ms_settings(cell):
         found["bias"] = bool(cell.has_bias)
     elif "bias" in {p.name.rpartition(".")[2] for p in cell.get_parameters(expand=False)}:
         found["bias"] = True
-    if name.startswith("BatchNorm"):
+    if name.startswith("BatchNorm") and getattr(cell, "momentum", None) is not None:  # BatchNorm3d: in bn2d
         found["momentum"] = round(float(cell.momentum), 12)  # stored as 1 - momentum: PyTorch's convention
     if name == "LayerNorm" and hasattr(cell, "begin_norm_axis"):
         found["norm_axis"] = cell.begin_norm_axis
@@ -129,6 +135,8 @@ def ms_settings(cell):
     activation = getattr(cell, "activation", None) if getattr(cell, "activation_flag", False) else None
     if activation is not None:
         found["activation"] = _activation_name(activation)
+    if vars(cell).get("transpose_b") is False:  # mindformers' Linear(transpose_b=False) stores its weight (in, out)
+        found["weight_layout"] = "in_out"
     if isinstance(found.get("mode"), str) and name.startswith(("Upsample", "Resize", "Interpolate")):
         found["mode"] = found["mode"].lower()
     return _plain(found)

@@ -9,6 +9,7 @@ import torch.nn as tnn
 from pt2ms.inventory import TensorInfo, from_ms_model, torch_model_rows
 from pt2ms.mapping import split_ignored, to_value
 from pt2ms.matching import flat_shape, match, name_similarity, rank_numbers
+from tests.pair_rows import ordered_rows
 from tests.pairs import ALL_PAIRS
 
 
@@ -19,6 +20,14 @@ def suggested(ms_rows, torch_rows):
 
 def wrong_entries(got, reference):
     return [(name, got.get(name), value) for name, value in reference.items() if got.get(name) != value]
+
+
+@pytest.mark.parametrize("make_pair", ALL_PAIRS, ids=lambda f: f.__name__.removesuffix("_pair"))
+def test_pair_mapped_right_with_model_order(make_pair):
+    pair = make_pair()
+    got, _ = suggested(*ordered_rows(pair))
+    assert wrong_entries(got, pair.reference) == []
+    assert set(got) == set(pair.reference)
 
 
 @pytest.mark.parametrize("make_pair", ALL_PAIRS, ids=lambda f: f.__name__.removesuffix("_pair"))

@@ -632,10 +632,11 @@ class TvInceptionA(tnn.Module):
         self.branch_pool = TvBasicConv2d(in_channels, pool_features, kernel_size=1)
 
     def forward(self, x):
+        branch1x1 = self.branch1x1(x)  # torchvision's order of calls: execution order is what stage 1 records
         branch5x5 = self.branch5x5_2(self.branch5x5_1(x))
         branch3x3dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
         branch_pool = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
-        return torch.cat([self.branch1x1(x), branch5x5, branch3x3dbl, branch_pool], 1)
+        return torch.cat([branch1x1, branch5x5, branch3x3dbl, branch_pool], 1)
 
 
 class TvInceptionB(tnn.Module):
@@ -647,8 +648,9 @@ class TvInceptionB(tnn.Module):
         self.branch3x3dbl_3 = TvBasicConv2d(_w(96), _w(96), kernel_size=3, stride=2)
 
     def forward(self, x):
+        branch3x3 = self.branch3x3(x)
         branch3x3dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        return torch.cat([self.branch3x3(x), branch3x3dbl, F.max_pool2d(x, kernel_size=3, stride=2)], 1)
+        return torch.cat([branch3x3, branch3x3dbl, F.max_pool2d(x, kernel_size=3, stride=2)], 1)
 
 
 class TvInceptionC(tnn.Module):
@@ -667,12 +669,13 @@ class TvInceptionC(tnn.Module):
         self.branch_pool = TvBasicConv2d(in_channels, _w(192), kernel_size=1)
 
     def forward(self, x):
+        branch1x1 = self.branch1x1(x)
         branch7x7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
         branch7x7dbl = self.branch7x7dbl_1(x)
         for layer in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
             branch7x7dbl = layer(branch7x7dbl)
         branch_pool = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
-        return torch.cat([self.branch1x1(x), branch7x7, branch7x7dbl, branch_pool], 1)
+        return torch.cat([branch1x1, branch7x7, branch7x7dbl, branch_pool], 1)
 
 
 class TvInceptionD(tnn.Module):
@@ -707,12 +710,13 @@ class TvInceptionE(tnn.Module):
         self.branch_pool = TvBasicConv2d(in_channels, _w(192), kernel_size=1)
 
     def forward(self, x):
+        branch1x1 = self.branch1x1(x)
         branch3x3 = self.branch3x3_1(x)
         branch3x3 = torch.cat([self.branch3x3_2a(branch3x3), self.branch3x3_2b(branch3x3)], 1)
         branch3x3dbl = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         branch3x3dbl = torch.cat([self.branch3x3dbl_3a(branch3x3dbl), self.branch3x3dbl_3b(branch3x3dbl)], 1)
         branch_pool = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
-        return torch.cat([self.branch1x1(x), branch3x3, branch3x3dbl, branch_pool], 1)
+        return torch.cat([branch1x1, branch3x3, branch3x3dbl, branch_pool], 1)
 
 
 def _inception_widths():

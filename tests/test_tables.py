@@ -81,15 +81,15 @@ def test_new_tensorinfo_fields_flow_through_writer_and_reader(tmp_path, monkeypa
     class Extended(TensorInfo):
         order: int = -1
         calls: list = dataclasses.field(default_factory=list)
-        settings: str = ""
+        remark: str = ""
         scale: float | None = None
 
     monkeypatch.setattr(inventory, "TensorInfo", Extended)
-    rows = [Extended("a", (2,), "float32", order=3, calls=[1, 4], settings='{"eps": 1e-05}', scale=0.5),
+    rows = [Extended("a", (2,), "float32", order=3, calls=[1, 4], remark='{"eps": 1e-05}', scale=0.5),
             Extended("=b", (1,), "int64")]
     csv_path, _ = write_inventory(rows, tmp_path / "inv", "extended")
     header = csv_path.read_text().splitlines()[0].split(",")
-    assert header[:4] == ["name", "shape", "dtype", "numel"] and header[-4:] == ["order", "calls", "settings", "scale"]
+    assert header[:4] == ["name", "shape", "dtype", "numel"] and header[-4:] == ["order", "calls", "remark", "scale"]
     assert read_inventory(csv_path) == rows
 
 

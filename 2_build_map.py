@@ -18,6 +18,10 @@ def stage(args):
     print(f"mapped {mapped}/{len(matches)} ({', '.join(f'{m} {n}' for m, n in methods.most_common())}), "
           f"unused PyTorch tensors {len(summary['unused'])}, ignored {sum(map(len, summary['ignored'].values()))}, "
           f"hand edits kept {summary['kept_edits']}")
+    probed = summary.get("probe")
+    if probed:
+        print(f"probe: {probed['decided']} entries decided, {probed['undecided']} undecided "
+              f"({probed['units']} decisions in {probed.get('patterns', 0)} patterns, {probed['seconds']:.1f} s)")
     review = [item for item in matches if item.confidence < 0.9][: args.review]
     if review:
         print(f"review these first (lowest confidence of {len(matches)}):")

@@ -3,8 +3,8 @@
 File layout (JSON):
   "map"        MindSpore Parameter.name -> PyTorch name | null | {"torch": name or [names],
                "transform": "...", "tied": true}. The only part stage 3 reads. Lowest confidence first.
-  "found"      per MindSpore name: method (exact, rule, structural, transform, order, manual, none),
-               confidence 0..1, and a note saying why.
+  "found"      per MindSpore name: method (exact, rule, structural, transform, order, probed, manual, none),
+               confidence 0..1, and a note saying why; probed entries add every candidate and its error.
   "ignored"    tensors that take no part ({"torch": {name: reason}, "mindspore": {...}}).
   "unused_torch"  PyTorch tensors no entry reads.
   "conflicts"  hand edits that disagree with the inventories (kept as written; stage 3 will refuse them).
@@ -19,7 +19,8 @@ from .errors import Pt2MsError
 from .files import write_json
 from .inventory import read_inventory
 from .matching import Match, ignored_reason, match
-from . import transforms
+from .splits import propose_splits
+from . import probe, transforms
 
 
 @dataclass
@@ -151,7 +152,10 @@ def build_map(config):
     torch_all = read_inventory(config.output_dir / "torch_params.csv")
     ms_rows, torch_rows, ignored = split_ignored(ms_all, torch_all)
     previous = read_map(config.map_path) if config.map_path.exists() else None
-    fresh = match(ms_rows, torch_rows)
+    fresh = propose_splits(match(ms_rows, torch_rows), ms_rows, torch_rows)
+    probed, probe_summary = {}, None
+    if probe.wanted(config):  # both models given: run them to settle what names and shapes cannot
+        fresh, probed, probe_summary = probe.probe(config, fresh, ms_rows, torch_rows)
     matches, conflicts = merge(fresh, previous, ms_rows, torch_rows, config.map_path)
     order = {row.name: index for index, row in enumerate(ms_rows)}
     matches.sort(key=lambda item: (item.confidence, order.get(item.ms_name, len(order))))
@@ -162,8 +166,8 @@ def build_map(config):
                  "reruns of stage 2 keep your edits. Lowest confidence first. See README, 'Stage 2'.",
         "name": config.name,
         "map": {item.ms_name: to_value(item) for item in matches},
-        "found": {item.ms_name: {"method": item.method, "confidence": item.confidence, "note": item.note}
-                  for item in matches},
+        "found": {item.ms_name: {"method": item.method, "confidence": item.confidence, "note": item.note,
+                                 **probed.get(item.ms_name, {})} for item in matches},
         "ignored": ignored,
         "unused_torch": unused,
         "conflicts": conflicts,
@@ -171,7 +175,8 @@ def build_map(config):
     }
     write_json(config.map_path, data)
     return {"path": config.map_path, "matches": matches, "unused": unused, "ignored": ignored,
-            "conflicts": conflicts, "kept_edits": sum(item.method == "manual" for item in matches)}
+            "conflicts": conflicts, "kept_edits": sum(item.method == "manual" for item in matches),
+            "probe": probe_summary}
 
 
 def score(map_data, reference):

@@ -119,25 +119,28 @@ def _fused_unit(items, shape, hints):
     return unit
 
 
-def _pieces_unit(items, shapes):
-    """Entries taking chunks or slices of one tensor: every assignment of the pieces to the entries."""
-    ops = {item.ms_name: transforms.parse(item.transform) for item in items}
-    unit = Unit("pieces", [item.ms_name for item in items])
-    last = {name: op[-1] for name, op in ops.items()}
-    for order in itertools.permutations(range(len(items))):
+def _pieces_unit(groups):
+    """Entries taking chunks or slices of one layer's tensors (weight and bias alike): every assignment of the
+    pieces to the MindSpore layers, the same for each tensor."""
+    groups = [sorted(items, key=lambda item: _parent(item.ms_name)) for items in groups]
+    unit = Unit("pieces", [item.ms_name for items in groups for item in items])
+    for order in itertools.permutations(range(len(groups[0]))):
         choice = {}
-        if all(op == "chunk" for op, _ in last.values()):
-            for item, source in zip(items, (items[i] for i in order)):
-                choice[item.ms_name] = (item.torch, transforms.format_ops(ops[item.ms_name][:-1] + [last[source.ms_name]]))
-        else:  # slices: the same heights, stacked in another order
-            heights = {item.ms_name: last[item.ms_name][1][2] - last[item.ms_name][1][1] for item in items}
-            start = 0
+        for items in groups:
+            ops = {item.ms_name: transforms.parse(item.transform) for item in items}
+            last = {name: op[-1] for name, op in ops.items()}
+            if all(op == "chunk" for op, _ in last.values()):
+                for item, source in zip(items, (items[i] for i in order)):
+                    choice[item.ms_name] = (item.torch, transforms.format_ops(ops[item.ms_name][:-1]
+                                                                              + [last[source.ms_name]]))
+                continue
+            start = 0  # slices: the same heights, stacked in another order
             for item in (items[i] for i in order):
-                dim = last[item.ms_name][1][0]
-                piece = ("slice", [dim, start, start + heights[item.ms_name]])
+                dim, low, high = last[item.ms_name][1]
+                piece = ("slice", [dim, start, start + high - low])
                 choice[item.ms_name] = (item.torch, transforms.format_ops(ops[item.ms_name][:-1] + [piece]))
-                start += heights[item.ms_name]
-        unit.candidates.append((f"{order}", choice))
+                start += high - low
+        unit.candidates.append((f"order {order}", choice))
     return unit
 
 
@@ -181,7 +184,11 @@ def find_units(matches, ms_shapes, torch_shapes, hints_for):
               if len({len(_sources(item)) for item in items}) == 1]
     units += [_fused_unit(items, ms_shapes[items[0].ms_name], hints_for(items[0])) for items in fused.values()
               if len({ms_shapes[item.ms_name][0] for item in items}) == 1]
-    units += [_pieces_unit(items, torch_shapes) for items in pieces.values() if 1 < len(items) <= MAX_PERMUTED]
+    by_layer = defaultdict(list)  # a layer's weight and bias are cut alike: one decision
+    for items in pieces.values():
+        if 1 < len(items) <= MAX_PERMUTED:
+            by_layer[(_parent(_sources(items[0])[0]), len(items))].append(items)
+    units += [_pieces_unit(groups) for groups in by_layer.values()]
     units += [_order_unit(items) for items in siblings.values()
               if 1 < len(items) <= MAX_PERMUTED and any(item.confidence < UNSURE for item in items)]
     return units
@@ -359,7 +366,11 @@ def _score(bench, members, chosen, index, label, errors, distinct):
 def _candidate_levels(bench, unit, partners_of):
     """(MindSpore cell, PyTorch module) pairs around a unit, smallest first, ending with both whole models."""
     pairs = []
-    for path in _levels(_common_cell(bench, unit.slots)):
+    levels = _levels(_common_cell(bench, unit.slots))
+    if unit.kind in ("joined", "fused", "pieces") and len(unit.slots) == len({_parent(s) for s in unit.slots}) \
+            or unit.kind in ("joined", "fused"):
+        levels = levels[1:]  # a fused layer's own output is a layout, not a function: compare where it is read
+    for path in levels:
         partner = partners_of(path)
         if partner is not None or not path:
             pairs.append((path, partner or ""))
@@ -410,7 +421,7 @@ def probe(config, matches, ms_rows, torch_rows):
             if label is None:
                 left.append((members, errors, where))
                 continue
-            decided += len(members)
+            decided += sum(len(unit.slots) for unit in members)
             for unit in members:
                 choice = dict(unit.candidates)[label]
                 for ms_name, (torch_value, transform) in choice.items():
@@ -426,7 +437,7 @@ def probe(config, matches, ms_rows, torch_rows):
         if not left:
             break
     for members, errors, reason in left:
-        undecided += len(members)
+        undecided += sum(len(unit.slots) for unit in members)
         for unit in members:
             for ms_name in unit.slots:
                 item = by_name[ms_name]

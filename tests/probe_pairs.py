@@ -75,23 +75,24 @@ class DualPathNet(tnn.Module):
 
 
 class MsDualPathBlock(msnn.Cell):
-    def __init__(self, cin):
+    def __init__(self, cin, broken=False):
         super().__init__()
+        self.squash = ops.sigmoid if broken else ops.tanh  # broken: computes something else, no layout can agree
         self.bn = msnn.BatchNorm2d(cin)
         self.c1x1_dense = msnn.Conv2d(cin, DENSE, 1, has_bias=True)   # declared first
         self.c1x1_res = msnn.Conv2d(cin, RES, 1, has_bias=True)
 
     def construct(self, x):
         x = ops.relu(self.bn(x))
-        return ops.cat([self.c1x1_res(x) * 0.5, ops.tanh(self.c1x1_dense(x))], axis=1)
+        return ops.cat([self.c1x1_res(x) * 0.5, self.squash(self.c1x1_dense(x))], axis=1)
 
 
 class MsDualPathNet(msnn.Cell):
-    def __init__(self):
+    def __init__(self, broken=False):
         super().__init__()
         self.stem = msnn.Conv2d(IN, STEM, 3, pad_mode="pad", padding=1, has_bias=True)
-        self.block1 = MsDualPathBlock(STEM)
-        self.block2 = MsDualPathBlock(RES + DENSE)
+        self.block1 = MsDualPathBlock(STEM, broken)
+        self.block2 = MsDualPathBlock(RES + DENSE, broken)
         self.head = msnn.Dense(RES + DENSE, CLASSES)
 
     def construct(self, x):
@@ -103,8 +104,8 @@ def dpn_torch():
     return DualPathNet()
 
 
-def dpn_mindspore():
-    return MsDualPathNet()
+def dpn_mindspore(broken=False):
+    return MsDualPathNet(broken)
 
 
 def seeded_state(model, seed=0):

@@ -34,6 +34,7 @@ from .recording import is_array, ms_numpy, record_torch, torch_numpy
 UNSURE = 0.9            # entries below this confidence get their sibling order probed
 MAX_PERMUTED = 4        # at most 4! orders of pieces or siblings
 FUSED_WORDS = re.compile(r"qkv|gate_up|gate_hidden|w13|query_key_value|in_proj|linear_fc1")
+ROLE_ORDER = {"q": 0, "query": 0, "k": 1, "key": 1, "v": 2, "value": 2, "gate": 0, "w1": 0, "up": 1, "w3": 1}
 HEAD_ATTRS = ("num_key_value_heads", "n_kv_heads", "n_kv_head", "kv_num_heads", "num_query_groups",
               "num_heads", "n_heads", "n_head", "num_attention_heads")
 
@@ -82,6 +83,7 @@ def _joined_unit(items, shapes, hints):
     unit = Unit("joined", [item.ms_name for item in items])
     count = len(_sources(items[0]))
     orders = list(itertools.permutations(range(count))) if count <= MAX_PERMUTED else [tuple(range(count))]
+    orders.sort(key=lambda order: order != _role_order(_sources(items[0])))  # q, k, v / gate, up first
     for tier, order in enumerate(orders):  # the matcher's order first: other orders only if none of it agrees
         sizes = [shapes[_sources(items[0])[i]][0] for i in order]
         for groups in _group_options(sizes, hints):
@@ -93,6 +95,18 @@ def _joined_unit(items, shapes, hints):
             unit.candidates.append((f"order {order} groups {groups}", choice))
         unit.tiers.append(len(unit.candidates))
     return unit
+
+
+def _role_order(names):
+    """The order that puts pieces named q, k, v (or gate, up) in that order, or None when the names do not say."""
+    roles = []
+    for name in names:
+        words = re.split(r"[._]", _parent(name))
+        role = next((ROLE_ORDER[word] for word in reversed(words) if word in ROLE_ORDER), None)
+        if role is None:
+            return None
+        roles.append(role)
+    return tuple(sorted(range(len(names)), key=roles.__getitem__)) if len(set(roles)) == len(roles) else None
 
 
 def _fused_unit(items, shape, hints):
@@ -219,6 +233,7 @@ class Bench:
                 self.cell_of.setdefault(parameter.name, path)
         self.modules = dict(self.model.named_modules())
         self.ms = ms
+        self.comparable = {}
 
     def torch_array(self, name):
         return self.state[strip_to_known(name, self.state)]
@@ -266,6 +281,15 @@ class Bench:
         def keep(_cell, args):
             self.ms_args.setdefault(path, tuple(args))
         return keep
+
+    def next_comparable(self, pairs, start):
+        """Index of the first block pair from `start` on that runs and compares (whatever the weights), or None."""
+        for index in range(start, len(pairs)):
+            if pairs[index] not in self.comparable:
+                self.comparable[pairs[index]] = self.error(*pairs[index]) is not None
+            if self.comparable[pairs[index]]:
+                return index
+        return None
 
     def error(self, cell_path, module_path):
         """Relative error of the MindSpore cell fed the PyTorch module's input, or None if they cannot be compared."""
@@ -324,11 +348,14 @@ def _decide(bench, members, levels, current):
     labels = [label for label, _ in members[0].candidates]
     if any([label for label, _ in unit.candidates] != labels for unit in members):
         return None, {}, "its layers do not offer the same candidates"
-    if any(not unit_levels for unit_levels in levels):
-        return None, {}, "no block around it can be run on both sides"
     tiers = members[0].tiers or [len(labels)]
-    for depth in range(max(len(unit_levels) for unit_levels in levels)):
-        chosen = [unit_levels[min(depth, len(unit_levels) - 1)] for unit_levels in levels]
+    at = [0] * len(members)
+    errors, where = {}, "no block"
+    while True:
+        at = [bench.next_comparable(unit_levels, index) for unit_levels, index in zip(levels, at)]
+        if any(index is None for index in at):
+            return None, errors, f"no candidate agrees, up to {where}" if errors else "no block around it runs on both sides"
+        chosen = [unit_levels[index] for unit_levels, index in zip(levels, at)]
         where = f"{chosen[0][0] or 'the whole model'} vs {chosen[0][1] or 'the whole model'}"
         errors, distinct, done = {}, {}, 0
         for end in tiers:
@@ -341,7 +368,7 @@ def _decide(bench, members, levels, current):
                 return agreeing.pop(), errors, where
             if agreeing:
                 return None, errors, f"{len(agreeing)} candidates agree at {where}"
-    return None, errors, f"no candidate agrees, up to {where}"
+        at = [index + 1 for index in at]
 
 
 def _score(bench, members, chosen, index, label, errors, distinct):
@@ -404,9 +431,7 @@ def probe(config, matches, ms_rows, torch_rows):
     levels = {id(unit): _candidate_levels(bench, unit, partners_of) for unit in units}
     bench.record({cell for pairs in levels.values() for cell, _ in pairs},
                  {module for pairs in levels.values() for _, module in pairs})
-    comparable = {}  # a block pair either runs and compares or not, whatever the candidate: try each once
-    for key, pairs in levels.items():
-        levels[key] = [pair for pair in pairs if comparable.setdefault(pair, bench.error(*pair) is not None)]
+
     patterns = defaultdict(list)
     for unit in units:
         patterns[unit.pattern()].append(unit)

@@ -118,3 +118,19 @@ def seeded_state(model, seed=0):
                 values = 0.5 * torch.randn(tensor.shape, generator=generator)
                 tensor.copy_(values.abs() + 0.5 if key.endswith("running_var") else values)
     return {key: tensor.clone() for key, tensor in model.state_dict().items()}
+
+
+# ---------------------------------------------------------------- any zoo LLM pair, by name (config kwargs)
+
+def _zoo_pair(pair):
+    from tests.zoo_llm_pairs import ZOO_LLM_PAIRS
+
+    return next(make for make in ZOO_LLM_PAIRS if make.__name__ == f"{pair}_pair")()
+
+
+def zoo_torch(pair):
+    return _zoo_pair(pair).torch_model
+
+
+def zoo_mindspore(pair):
+    return _zoo_pair(pair).ms_model

@@ -111,3 +111,26 @@ def test_a_probe_that_cannot_decide_says_so_and_heads_the_review_list(tmp_path):
     assert {name.rpartition(".")[0].rpartition(".")[2] for name in first} == {"c1x1_res", "c1x1_dense"}
     assert "could not decide" in stdout.split("review these first")[1].splitlines()[1]
     assert all(c["error"] is not None for c in mapping["found"][first[0]]["candidates"])
+
+
+LLM_PAIRS = ["llama_hf_vs_mindformers", "llama_hf_vs_mindformers_qkv_concat", "llama_mha_hf_vs_mindformers_qkv_concat",
+             "qwen2_hf_vs_mindformers", "qwen2_hf_vs_mindformers_qkv_concat", "phi3_hf_vs_mindformers_qkv_concat"]
+
+
+@pytest.mark.parametrize("pair_name", LLM_PAIRS)
+def test_zoo_llm_pairs_map_right_with_the_probe(tmp_path, pair_name):
+    """Stage 2 as a user runs it, both models in the config: every entry as the reference has it."""
+    from tests.test_zoo_pairs import wrong_entries
+
+    pair = probe_pairs._zoo_pair(pair_name)
+    torch.save(probe_pairs.seeded_state(pair.torch_model), tmp_path / "w.pth")
+    config = write_config(tmp_path, name="zoo", torch_model="tests.probe_pairs:zoo_torch",
+                          ms_model="tests.probe_pairs:zoo_mindspore", checkpoint="w.pth")
+    text = config.read_text().replace("inputs = [[2, 3, 8, 8]]", f'inputs = [{{ shape = {list(pair.example_inputs[0])}, '
+                                      f'dtype = "int64", high = {pair.token_vocab} }}]')
+    for section in ("[torch]", "[mindspore]"):
+        text = text.replace(f"{section}\n", f'{section}\nkwargs = {{ pair = "{pair_name}" }}\n')
+    config.write_text(text)
+    _, mapping = _stages_1_and_2(config)
+    assert wrong_entries(mapping["map"], pair) == []
+    assert all(found["confidence"] > 0 for found in mapping["found"].values()), "an undecided probe"

@@ -16,6 +16,7 @@ scripts' main() as a user runs them; wall time of stage 2 and the process's peak
 """
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -72,6 +73,7 @@ def probe_case(layers):
     from tests import zoo_llm_pairs
     from tests.conftest import run_script, write_config
     from tests.probe_pairs import qwen2_torch, seeded_state
+    from tests.test_zoo_pairs import wrong_entries
 
     zoo_llm_pairs.LAYERS = layers  # the factories read it when they build
     with tempfile.TemporaryDirectory() as work:
@@ -85,10 +87,14 @@ def probe_case(layers):
         started = time.perf_counter()
         code, stdout, _ = run_script("2_build_map.py", "--config", str(config))
         wall = time.perf_counter() - started
+        got = json.loads((work / "maps" / "qwen2.json").read_text())["map"]
+    pair = zoo_llm_pairs.qwen2_hf_vs_mindformers_qkv_concat_pair()
+    wrong = wrong_entries(got, pair)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(next(line for line in stdout.splitlines() if line.startswith("mapped")))
     print(next((line for line in stdout.splitlines() if line.startswith("probe:")), "probe: not run"))
-    print(f"layers {layers}: stage 2 with probes {wall:.1f} s wall, peak RSS {peak:.0f} MB (whole process)")
+    print(f"layers {layers}: stage 2 with probes {wall:.1f} s wall, peak RSS {peak:.0f} MB (whole process); "
+          f"right {len(pair.reference) - len(wrong)}/{len(pair.reference)}")
     return code
 
 

@@ -115,6 +115,8 @@ def test_a_probe_that_cannot_decide_says_so_and_heads_the_review_list(tmp_path):
 
 LLM_PAIRS = ["llama_hf_vs_mindformers", "llama_hf_vs_mindformers_qkv_concat", "llama_mha_hf_vs_mindformers_qkv_concat",
              "qwen2_hf_vs_mindformers", "qwen2_hf_vs_mindformers_qkv_concat", "phi3_hf_vs_mindformers_qkv_concat"]
+# Not t5_hf_vs_mindformers: with the probe, 36 of its 48 entries stay wrong (37 without), in about 8 minutes:
+# its attention projections are rotated across self and cross attention, beyond the probe's sibling sets.
 
 
 @pytest.mark.parametrize("pair_name", LLM_PAIRS)
@@ -126,8 +128,9 @@ def test_zoo_llm_pairs_map_right_with_the_probe(tmp_path, pair_name):
     torch.save(probe_pairs.seeded_state(pair.torch_model), tmp_path / "w.pth")
     config = write_config(tmp_path, name="zoo", torch_model="tests.probe_pairs:zoo_torch",
                           ms_model="tests.probe_pairs:zoo_mindspore", checkpoint="w.pth")
-    text = config.read_text().replace("inputs = [[2, 3, 8, 8]]", f'inputs = [{{ shape = {list(pair.example_inputs[0])}, '
-                                      f'dtype = "int64", high = {pair.token_vocab} }}]')
+    inputs = ", ".join(f'{{ shape = {list(shape)}, dtype = "int64", high = {pair.token_vocab} }}'
+                       for shape in pair.example_inputs)
+    text = config.read_text().replace("inputs = [[2, 3, 8, 8]]", f"inputs = [{inputs}]")
     for section in ("[torch]", "[mindspore]"):
         text = text.replace(f"{section}\n", f'{section}\nkwargs = {{ pair = "{pair_name}" }}\n')
     config.write_text(text)

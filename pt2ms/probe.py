@@ -27,7 +27,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import transforms
-from .matching import Match
 from .models import load_torch, make_inputs, strip_to_known
 from .recording import is_array, ms_numpy, record_torch, torch_numpy
 
@@ -166,6 +165,21 @@ def _order_unit(items):
     return unit
 
 
+def _transpose_unit(item):
+    flipped = _toggle_transpose(item.transform)
+    return Unit("transpose", [item.ms_name], [("as is", {item.ms_name: (item.torch, item.transform)}),
+                                              ("flipped", {item.ms_name: (item.torch, flipped)})])
+
+
+def _refreshed(unit, by_name):
+    """An order or transpose unit rebuilt from the entries as decided so far (a slot may be in both kinds)."""
+    if unit.kind == "order":
+        return _order_unit([by_name[slot] for slot in unit.slots])
+    if unit.kind == "transpose":
+        return _transpose_unit(by_name[unit.slots[0]])
+    return unit
+
+
 def _toggle_transpose(transform):
     ops = transforms.parse(transform)
     if ops and ops[-1] == ("transpose", [0, 1]):
@@ -191,9 +205,7 @@ def find_units(matches, ms_shapes, torch_shapes, hints_for):
                 fused[_parent(item.ms_name)].append(item)
             siblings[(_parent(_parent(item.ms_name)), shape)].append(item)
             if len(shape) == 2 and shape[0] == shape[1]:
-                flipped = _toggle_transpose(item.transform)
-                units.append(Unit("transpose", [item.ms_name], [("as is", {item.ms_name: (item.torch, item.transform)}),
-                                                                ("flipped", {item.ms_name: (item.torch, flipped)})]))
+                units.append(_transpose_unit(item))
     units += [_joined_unit(items, torch_shapes, hints_for(items[0])) for items in joined.values()
               if len({len(_sources(item)) for item in items}) == 1]
     units += [_fused_unit(items, ms_shapes[items[0].ms_name], hints_for(items[0])) for items in fused.values()
@@ -428,7 +440,7 @@ def probe(config, matches, ms_rows, torch_rows):
 
     current = _current_values(bench, matches)
     bench.set_weights(current)
-    levels = {id(unit): _candidate_levels(bench, unit, partners_of) for unit in units}
+    levels = {(unit.kind, tuple(unit.slots)): _candidate_levels(bench, unit, partners_of) for unit in units}
     bench.record({cell for pairs in levels.values() for cell, _ in pairs},
                  {module for pairs in levels.values() for _, module in pairs})
 
@@ -442,7 +454,9 @@ def probe(config, matches, ms_rows, torch_rows):
     for _sweep in range(2):  # a second sweep for decisions that needed another one made first
         left = []
         for members in pending:
-            label, errors, where = _decide(bench, members, [levels[id(unit)] for unit in members], current)
+            members[:] = [_refreshed(unit, by_name) for unit in members]
+            unit_levels = [levels[(unit.kind, tuple(unit.slots))] for unit in members]
+            label, errors, where = _decide(bench, members, unit_levels, current)
             if label is None:
                 left.append((members, errors, where))
                 continue

@@ -3,7 +3,6 @@ with no hand edit (stages 1-2), converted (stage 3), verified `agree` (stage 4) 
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -137,3 +136,23 @@ def test_zoo_llm_pairs_map_right_with_the_probe(tmp_path, pair_name):
     _, mapping = _stages_1_and_2(config)
     assert wrong_entries(mapping["map"], pair) == []
     assert all(found["confidence"] > 0 for found in mapping["found"].values()), "an undecided probe"
+
+
+def test_alphabetical_safetensors_keys_do_not_swap_wq_and_wo(tmp_path):
+    """A model.safetensors lists k_proj, o_proj, q_proj, v_proj: file order is no evidence; running the blocks is."""
+    from safetensors.torch import save_file
+
+    from tests.test_zoo_pairs import wrong_entries
+
+    pair = probe_pairs._zoo_pair("llama_hf_vs_mindformers")
+    save_file({k: v.contiguous() for k, v in probe_pairs.seeded_state(pair.torch_model).items()},
+              str(tmp_path / "model.safetensors"))
+    config = write_config(tmp_path, name="st", torch_model="tests.probe_pairs:zoo_torch",
+                          ms_model="tests.probe_pairs:zoo_mindspore", checkpoint="model.safetensors")
+    text = config.read_text().replace("[verify]\ninputs = [[2, 3, 8, 8]]\n", TOKENS)
+    for section in ("[torch]", "[mindspore]"):
+        text = text.replace(f"{section}\n", f'{section}\nkwargs = {{ pair = "llama_hf_vs_mindformers" }}\n')
+    config.write_text(text)
+    _, mapping = _stages_1_and_2(config)
+    assert wrong_entries(mapping["map"], pair) == []
+    assert mapping["found"]["model.layers.0.attention.wq.weight"]["method"] == "probed"

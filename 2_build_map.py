@@ -19,7 +19,9 @@ def stage(args):
           f"unused PyTorch tensors {len(summary['unused'])}, ignored {sum(map(len, summary['ignored'].values()))}, "
           f"hand edits kept {summary['kept_edits']}")
     probed = summary.get("probe")
-    if probed:
+    if probed and "skipped" in probed:
+        print(f"probe skipped: {probed['skipped']}")
+    elif probed:
         print(f"probe: {probed['decided']} entries decided, {probed['undecided']} undecided "
               f"({probed['units']} decisions in {probed.get('patterns', 0)} patterns, {probed['seconds']:.1f} s)")
     review = [item for item in matches if item.confidence < 0.9][: args.review]

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import transforms
+from .errors import Pt2MsError
 from .models import load_torch, make_inputs, strip_to_known
 from .recording import is_array, ms_numpy, record_torch, torch_numpy
 
@@ -256,7 +257,15 @@ class Bench:
 
     def set_weights(self, values):
         for name, array in values.items():
+            name = self.own(name)
             self.params[name].set_data(self.ms.Tensor(np.asarray(array, dtype=self.dtypes[name])))
+
+    def own(self, ms_name):
+        """The model's Parameter.name for a map name (a template's training wrapper prefix dropped)."""
+        return strip_to_known(ms_name, self.params)
+
+    def cell_path(self, ms_name):
+        return self.cell_of.get(self.own(ms_name), _parent(self.own(ms_name)))
 
     def torch_module_of(self, torch_name):
         return strip_to_known(_parent(torch_name), self.modules)
@@ -343,7 +352,7 @@ def _levels(path):
 
 
 def _common_cell(bench, slots):
-    paths = [bench.cell_of.get(slot, _parent(slot)) for slot in slots]
+    paths = [bench.cell_path(slot) for slot in slots]
     parts = [path.split(".") for path in paths]
     common = []
     for words in zip(*parts):
@@ -410,6 +419,8 @@ def _candidate_levels(bench, unit, partners_of):
             or unit.kind in ("joined", "fused"):
         levels = levels[1:]  # a fused layer's own output is a layout, not a function: compare where it is read
     for path in levels:
+        if path and path not in bench.cells:
+            continue  # a Parameter.name prefix that is no attribute path (a training wrapper's "optimizer.")
         partner = partners_of(path)
         if partner is not None or not path:
             pairs.append((path, partner or ""))
@@ -421,7 +432,10 @@ def probe(config, matches, ms_rows, torch_rows):
     started = time.perf_counter()
     ms_shapes = {row.name: tuple(row.shape) for row in ms_rows}
     torch_shapes = {row.name: tuple(row.shape) for row in torch_rows}
-    bench = Bench(config)
+    try:
+        bench = Bench(config)
+    except Pt2MsError as error:  # stage 2 still maps from names and shapes; stage 4 reports bad inputs itself
+        return matches, {}, {"skipped": str(error), "seconds": time.perf_counter() - started}
     hints_for = lambda item: _head_hints(bench, item)  # noqa: E731
     units = find_units(matches, ms_shapes, torch_shapes, hints_for)
     if not units:
@@ -429,8 +443,7 @@ def probe(config, matches, ms_rows, torch_rows):
     by_name = {item.ms_name: item for item in matches}
     sources_by_cell = defaultdict(list)
     for item in matches:
-        sources_by_cell[_parent(item.ms_name) if item.ms_name not in bench.cell_of else bench.cell_of[item.ms_name]] \
-            += _sources(item)
+        sources_by_cell[bench.cell_path(item.ms_name)] += _sources(item)
     partner_cache = {}
 
     def partners_of(path):
@@ -441,8 +454,13 @@ def probe(config, matches, ms_rows, torch_rows):
     current = _current_values(bench, matches)
     bench.set_weights(current)
     levels = {(unit.kind, tuple(unit.slots)): _candidate_levels(bench, unit, partners_of) for unit in units}
-    bench.record({cell for pairs in levels.values() for cell, _ in pairs},
-                 {module for pairs in levels.values() for _, module in pairs})
+    try:
+        bench.record({cell for pairs in levels.values() for cell, _ in pairs},
+                     {module for pairs in levels.values() for _, module in pairs})
+    except Exception as error:  # noqa: BLE001 - a model that does not run on the inputs: no probe, say why
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return matches, {}, {"skipped": f"the models do not run on the config's inputs ({first})",
+                             "seconds": time.perf_counter() - started}
 
     patterns = defaultdict(list)
     for unit in units:
@@ -508,13 +526,13 @@ def _rounded(error):
 def _current_values(bench, matches):
     values = {}
     for item in matches:
-        if item.torch is None or item.ms_name not in bench.params:
+        if item.torch is None or bench.own(item.ms_name) not in bench.params:
             continue
         try:
             values[item.ms_name] = bench.value(item.torch, item.transform)
         except Exception:  # an entry that does not apply here is left at the model's own value
             continue
-        if values[item.ms_name].shape != tuple(bench.params[item.ms_name].shape):
+        if values[item.ms_name].shape != tuple(bench.params[bench.own(item.ms_name)].shape):
             del values[item.ms_name]
     return values
 
@@ -522,7 +540,7 @@ def _current_values(bench, matches):
 def _head_hints(bench, item):
     """Head counts read from the attributes of the layers around an entry, on both sides."""
     hints = set()
-    owners = [bench.cells.get(path) for path in _levels(bench.cell_of.get(item.ms_name, _parent(item.ms_name)))[:3]]
+    owners = [bench.cells.get(path) for path in _levels(bench.cell_path(item.ms_name))[:3]]
     torch_module = bench.torch_module_of(_sources(item)[0])
     owners += [bench.modules.get(path) for path in _levels(torch_module)[:3]]
     for owner in owners:

@@ -335,8 +335,13 @@ class Bench:
             return None
         if not got or not expected or got[0].shape != expected[0].shape:
             return None
-        scale = max(float(np.abs(expected[0]).max()), 1e-12)
-        return float(np.abs(got[0].astype(np.float64) - expected[0]).max()) / scale
+        worst = 0.0
+        for mine, theirs in zip(got, expected):  # every output both give, in order, while their shapes agree
+            if mine.shape != theirs.shape:
+                break
+            scale = max(float(np.abs(theirs).max()), 1e-12)
+            worst = max(worst, float(np.abs(mine.astype(np.float64) - theirs).max()) / scale)
+        return worst
 
 
 def _arrays(value):
@@ -388,7 +393,9 @@ def _decide(bench, members, levels, current):
             if len(agreeing) == 1:
                 return agreeing.pop(), errors, where
             if agreeing:
-                return None, errors, f"{len(agreeing)} candidates agree at {where}"
+                unreached = len(agreeing) == len(distinct) and not any(cell for cell, _ in chosen)
+                return None, errors, f"{len(agreeing)} candidates agree at {where}" + (
+                    " (its weights do not reach the outputs the models return)" if unreached else "")
         at = [index + 1 for index in at]
 
 

@@ -156,3 +156,20 @@ def test_alphabetical_safetensors_keys_do_not_swap_wq_and_wo(tmp_path):
     _, mapping = _stages_1_and_2(config)
     assert wrong_entries(mapping["map"], pair) == []
     assert mapping["found"]["model.layers.0.attention.wq.weight"]["method"] == "probed"
+
+
+def test_split_pass_without_models_proposes_slices_in_declaration_order():
+    """No models in the config (a template): the heights add up, the order is the port's, the confidence says so."""
+    from pt2ms.inventory import from_ms_model, torch_model_rows
+    from pt2ms.mapping import split_ignored
+    from pt2ms.matching import match
+    from pt2ms.splits import CONFIDENCE, propose_splits
+
+    ms_rows, torch_rows, _ = split_ignored(from_ms_model(probe_pairs.dpn_mindspore()),
+                                           torch_model_rows(probe_pairs.dpn_torch()))
+    found = {item.ms_name: item for item in propose_splits(match(ms_rows, torch_rows), ms_rows, torch_rows)}
+    dense, res = found["block2.c1x1_dense.weight"], found["block2.c1x1_res.weight"]
+    assert (dense.torch, dense.transform) == ("block2.c1x1.weight", "slice(0, 0, 32)")  # declared first: wrong
+    assert (res.torch, res.transform) == ("block2.c1x1.weight", "slice(0, 32, 288)")
+    assert found["block1.c1x1_res.bias"].transform == "slice(0, 32, 288)"
+    assert dense.confidence == CONFIDENCE < 0.9 and "declaration order" in dense.note

@@ -19,6 +19,12 @@ def stage(args):
     print(f"mapped {mapped}/{len(matches)} ({', '.join(f'{m} {n}' for m, n in methods.most_common())}), "
           f"unused PyTorch tensors {len(summary['unused'])}, ignored {sum(map(len, summary['ignored'].values()))}, "
           f"hand edits kept {summary['kept_edits']}")
+    probed = summary.get("probe")
+    if probed and "skipped" in probed:
+        print(f"probe skipped: {probed['skipped']}")
+    elif probed:
+        print(f"probe: {probed['decided']} entries decided, {probed['undecided']} undecided "
+              f"({probed['units']} decisions in {probed.get('patterns', 0)} patterns, {probed['seconds']:.1f} s)")
     for side, source in summary["position"].items():
         if not source.startswith("the order its layers ran"):
             print(f"position ({side}): {source}")

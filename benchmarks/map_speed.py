@@ -7,9 +7,17 @@ names. Only inventories are built (no framework import), as stage 2 itself reads
 
     .venv/bin/python benchmarks/map_speed.py --layers 37
     .venv/bin/python benchmarks/map_speed.py --tensors 200000    # stage 2 whole on a 200,000-tensor inventory
+
+With --probe-layers N it times stage 2 with the numeric probe instead (pt2ms/probe.py): tests/zoo_llm_pairs.py's
+Qwen2 (separate q/k/v with biases, gate/up) against mindformers 2.x's LlamaForCausalLM with qkv_concat (w_qkv
+interleaved per key/value group, w_gate_hidden row by row), N decoder layers, stages 1 and 2 through the
+scripts' main() as a user runs them; wall time of stage 2 and the process's peak RSS (both frameworks loaded).
+
+    .venv/bin/python benchmarks/map_speed.py --probe-layers 24
 """
 
 import argparse
+import json
 import resource
 import sys
 import tempfile
@@ -89,15 +97,52 @@ def _bench_config(work, ms_rows, torch_rows):
     return config
 
 
+def probe_case(layers):
+    """Stage 2 with probes on a `layers`-layer Qwen2 / mindformers 2.x pair; prints its summary, wall and peak RSS."""
+    import resource
+
+    import torch
+
+    from tests import zoo_llm_pairs
+    from tests.conftest import run_script, write_config
+    from tests.probe_pairs import qwen2_torch, seeded_state
+    from tests.test_zoo_pairs import wrong_entries
+
+    zoo_llm_pairs.LAYERS = layers  # the factories read it when they build
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        torch.save(seeded_state(qwen2_torch()), work / "qwen2.pth")
+        config = write_config(work, name="qwen2", torch_model="tests.probe_pairs:qwen2_torch",
+                              ms_model="tests.probe_pairs:qwen2_mindformers", checkpoint="qwen2.pth")
+        config.write_text(config.read_text().replace(
+            "inputs = [[2, 3, 8, 8]]", 'inputs = [{ shape = [2, 6], dtype = "int64", high = 20 }]'))
+        assert run_script("1_show.py", "--config", str(config))[0] == 0
+        started = time.perf_counter()
+        code, stdout, _ = run_script("2_build_map.py", "--config", str(config))
+        wall = time.perf_counter() - started
+        got = json.loads((work / "maps" / "qwen2.json").read_text())["map"]
+    pair = zoo_llm_pairs.qwen2_hf_vs_mindformers_qkv_concat_pair()
+    wrong = wrong_entries(got, pair)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(next(line for line in stdout.splitlines() if line.startswith("mapped")))
+    print(next((line for line in stdout.splitlines() if line.startswith("probe:")), "probe: not run"))
+    print(f"layers {layers}: stage 2 with probes {wall:.1f} s wall, peak RSS {peak:.0f} MB (whole process); "
+          f"right {len(pair.reference) - len(wrong)}/{len(pair.reference)}")
+    return code
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=37, help="encoder layers (37 -> 598 tensors)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--tensors", type=int, default=0,
                         help="instead: one stage-2 run on about this many tensors (wall time, peak memory)")
+    parser.add_argument("--probe-layers", type=int, help="time stage 2 with probes on a transformer of this depth")
     args = parser.parse_args()
     if args.tensors:
         return large(args.tensors)
+    if args.probe_layers:
+        return probe_case(args.probe_layers)
     ms_rows, torch_rows, reference = bert_pair(args.layers)
     timings = []
     for _ in range(args.repeat):
@@ -118,4 +163,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

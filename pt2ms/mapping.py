@@ -3,8 +3,8 @@
 File layout (JSON):
   "map"        MindSpore Parameter.name -> PyTorch name | null | {"torch": name or [names],
                "transform": "...", "tied": true}. The only part stage 3 reads. Lowest confidence first.
-  "found"      per MindSpore name: method (exact, rule, structural, transform, order, manual, none),
-               confidence 0..1, and a note saying why.
+  "found"      per MindSpore name: method (exact, rule, structural, transform, order, probed, manual, none),
+               confidence 0..1, and a note saying why; probed entries add every candidate and its error.
   "ignored"    tensors that take no part ({"torch": {name: reason}, "mindspore": {...}}).
   "unused_torch"  PyTorch tensors no entry reads.
   "conflicts"  hand edits that disagree with the inventories (kept as written; stage 3 will refuse them).
@@ -18,7 +18,8 @@ from .inventory import read_inventory
 from .tables import write_map_review
 from .mapfile import Entry, parse_value, read_map, shape_after  # noqa: F401 (re-exported: they lived here)
 from .matching import Match, ignored_reason, match, position_note
-from . import transforms
+from .splits import propose_splits
+from . import probe, transforms
 
 
 def to_value(item):
@@ -103,7 +104,10 @@ def build_map(config):
     torch_all = read_inventory(config.output_dir / "torch_params.csv")
     ms_rows, torch_rows, ignored = split_ignored(ms_all, torch_all)
     previous = read_map(config.map_path) if config.map_path.exists() else None
-    fresh = match(ms_rows, torch_rows)
+    fresh = propose_splits(match(ms_rows, torch_rows), ms_rows, torch_rows)
+    probed, probe_summary = {}, None
+    if probe.wanted(config):  # both models given: run them to settle what names and shapes cannot
+        fresh, probed, probe_summary = probe.probe(config, fresh, ms_rows, torch_rows)
     matches, conflicts = merge(fresh, previous, ms_rows, torch_rows, config.map_path)
     order = {row.name: index for index, row in enumerate(ms_rows)}
     matches.sort(key=lambda item: (item.confidence, order.get(item.ms_name, len(order))))
@@ -115,8 +119,8 @@ def build_map(config):
         "name": config.name,
         "position": position_note(ms_rows, torch_rows),  # where each side's layer order came from
         "map": {item.ms_name: to_value(item) for item in matches},
-        "found": {item.ms_name: {"method": item.method, "confidence": item.confidence, "note": item.note}
-                  for item in matches},
+        "found": {item.ms_name: {"method": item.method, "confidence": item.confidence, "note": item.note,
+                                 **probed.get(item.ms_name, {})} for item in matches},
         "ignored": ignored,
         "unused_torch": unused,
         "conflicts": conflicts,
@@ -126,7 +130,7 @@ def build_map(config):
     review = write_map_review(config.output_dir / "map_review.csv", matches, ms_all, torch_all)
     return {"path": config.map_path, "review": review, "matches": matches, "unused": unused, "ignored": ignored,
             "conflicts": conflicts, "kept_edits": sum(item.method == "manual" for item in matches),
-            "position": data["position"]}
+            "position": data["position"], "probe": probe_summary}
 
 
 def score(map_data, reference):

@@ -1,8 +1,9 @@
 """Stage 3 backwards: a MindSpore checkpoint back to a PyTorch state dict, through the same map inverted.
 
 Each map entry says how a MindSpore tensor was made from PyTorch tensors; here its ops run backwards:
-reshape returns to the shape before it, transpose(a, b) undoes itself, the chunk(n, dim, i) pieces of one
-fused tensor are joined back in index order, and a cat(dim) entry is split back into its sources. PyTorch
+reshape returns to the shape before it, transpose(a, b) undoes itself, interleave is de-interleaved, the
+chunk(n, dim, i) pieces and the slice(dim, start, stop) rows of one fused tensor are joined back in order,
+and a cat(dim) entry is split back into its sources. PyTorch
 names, shapes and order come from stage 1's torch_params.csv; dtypes are the MindSpore checkpoint's.
 
 Whether every PyTorch tensor can be rebuilt is decided before any data is read (a dry run over names,
@@ -82,12 +83,13 @@ class _Rebuilder:
                 yield route.ms_name, lambda name=route.ms_name: self.read(name)
             else:
                 op, args = route.ops[depth]
-                key = (op, *args[:2]) if op == "chunk" else (op, *args)  # chunk pieces of one split go together
-                branches.setdefault(key, []).append(route)
+                branches.setdefault(_piece_key(op, args), []).append(route)  # pieces of one split go together
         for group in branches.values():
             op, args = group[0].ops[depth]
             if op == "chunk":
                 yield group[0].ms_name, lambda group=group, args=args: self._join(group, depth, shape, args)
+            elif op == "slice":
+                yield group[0].ms_name, lambda group=group, args=args: self._join_slices(group, depth, shape, args[0])
             else:
                 yield group[0].ms_name, lambda group=group, op=op, args=args: self._undo(group, depth, shape, op, args)
 
@@ -97,7 +99,7 @@ class _Rebuilder:
         if value is None or value[0] is None:
             return value
         array, dtype = value
-        return (array.reshape(shape) if op == "reshape" else np.swapaxes(array, *args)), dtype
+        return transforms.undo(op, args, array, shape), dtype
 
     def _join(self, group, depth, shape, args):
         pieces_count, dim = args[0], args[1]
@@ -118,6 +120,41 @@ class _Rebuilder:
         if self.dry:
             return None, dtypes[0]
         return np.concatenate([array for array, _ in pieces], axis=dim), dtypes[0]
+
+    def _join_slices(self, group, depth, shape, dim):
+        """Rows start:stop of one tensor, put back in order; they must cover it exactly, as an uneven split does."""
+        dim %= len(shape)
+        ranges = sorted({tuple(route.ops[depth][1][1:]) for route in group})
+        pieces, at = [], 0
+        for start, stop in ranges:
+            if start != at:
+                continue  # a range overlapping one already used: a second reading of the same rows
+            piece_shape = transforms.step_shape("slice", [dim, start, stop], shape)
+            routes = [route for route in group if tuple(route.ops[depth][1][1:]) == (start, stop)]
+            piece = self.rebuild(routes, depth + 1, piece_shape)
+            if piece is None:
+                return None
+            pieces.append(piece)
+            at = stop
+        if at != shape[dim]:
+            self.gaps.append(f"no entry gives rows {at}:{shape[dim]} along dim {dim} (slices from {group[0].ms_name!r} on)")
+            return None
+        dtypes = sorted({dtype for _, dtype in pieces})
+        if len(dtypes) > 1:
+            raise Pt2MsError(f"the slices {[route.ms_name for route in group]} have different dtypes {dtypes}; "
+                             "they cannot be joined back into one PyTorch tensor")
+        if self.dry:
+            return None, dtypes[0]
+        return np.concatenate([array for array, _ in pieces], axis=dim), dtypes[0]
+
+
+def _piece_key(op, args):
+    """Routes whose next op takes a piece of the same split share a key: chunk by (n, dim), slice by dim."""
+    if op == "chunk":
+        return (op, *args[:2])
+    if op == "slice":
+        return (op, args[0])
+    return (op, *args)
 
 
 def _same_bits(first, second):

@@ -32,6 +32,14 @@ def apply_transform(tensors, transform):
         elif name == "chunk":
             count, dim, index = args
             array = np.split(array, count, axis=dim)[index]
+        elif name == "slice":
+            dim, start, stop = args
+            array = np.take(array, np.arange(start, stop), axis=dim)
+        elif name == "interleave":  # pieces of sizes args[2:], each cut in args[0] parts, laid out part by part
+            groups, dim, sizes = args[0], args[1], args[2:]
+            pieces = np.split(array, np.cumsum(sizes)[:-1], axis=dim)
+            parts = [np.split(piece, groups, axis=dim) for piece in pieces]
+            array = np.concatenate([piece_parts[g] for g in range(groups) for piece_parts in parts], axis=dim)
         else:
             raise ValueError(f"unknown transform op {op!r}")
     return np.ascontiguousarray(array)

@@ -40,6 +40,7 @@ def write_pair_config(directory, pair_id):
                     f"kwargs = {_toml(dict(config_cls=config_cls, model_cls=model_cls, kwargs=kwargs))}\n"
                     f'[mindspore]\nmodel = "{ms_factory}"\nkwargs = {_toml(ms_kwargs)}\n'
                     f"[verify]\ninputs = [{_toml(shape)}]\n"
+                    'outputs = { torch = ["logits"], mindspore = [0] }\n'
                     '[paths]\nmaps = "maps"\noutputs = "outputs"\n')
     save_weights(pair_id, directory / "weights.pth")
     return path

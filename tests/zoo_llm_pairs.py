@@ -3,8 +3,8 @@
 Each factory returns a `tests.pairs.Pair`: a PyTorch model named exactly like Hugging Face transformers,
 a MindSpore port named exactly like mindspore-lab/mindformers, and a reference map built by construction
 (MindSpore `Parameter.name` -> PyTorch key or a transform object), in the port's parameter order. Sizes
-are tiny: hidden 16, two layers, two query heads sharing ONE key/value head (grouped-query attention,
-so k_proj / v_proj are (8, 16) while q_proj / o_proj are (16, 16); one pair has two k/v heads instead),
+are tiny: hidden 16, two layers, four query heads of 4 in two key/value groups (grouped-query attention,
+so k_proj / v_proj are (8, 16) while q_proj / o_proj are (16, 16); one pair has four k/v heads instead),
 intermediate 40, vocabulary 20; T5: d_model 16, two heads of 8, d_ff 32, two blocks per stack.
 
 Sources the names (and parameter order) follow; the code is written here, not copied:
@@ -19,16 +19,21 @@ Sources the names (and parameter order) follow; the code is written here, not co
   created empty and appended to), then `norm_out`; with `tie_word_embeddings` the head's weight IS
   `model.tok_embeddings.embedding_weight`, so the port lists no `lm_head.weight`), `llama_transformer.py`
   (`LLamaDecodeLayer` declares `ffn_norm` BEFORE `attention_norm`, then `attention`, `feed_forward`;
-  `LLamaAttention` holds `wq`/`wk`/`wv` or, with `qkv_concat`, one `w_qkv` of out size hidden + 2 * kv_dim
-  split with SplitWithSize into unequal (hidden, kv_dim, kv_dim) pieces, then `wo`), `llama_layer.py`
+  `LLamaAttention` holds `wq`/`wk`/`wv` or, with `qkv_concat`, one `w_qkv` of out size hidden + 2 * kv_dim,
+  then `wo`; in mindformers 2.x `w_qkv`'s output is reshaped to (bs, seq, n_kv_head, (n_rep + 2) * head_dim)
+  and split (n_rep * head_dim, head_dim, head_dim) on the last axis, so its rows run per key/value group:
+  [q heads of group 0, k_0, v_0, q heads of group 1, k_1, v_1, ...], the bias likewise; as does
+  `parallel_core/.../attention.py` `SelfAttention.linear_qkv`), `llama_layer.py`
   (`LlamaEmbedding.embedding_weight`, `LlamaRMSNorm.weight`, `LlamaFeedForward` declaring `w1` (gate, with
-  the SiLU), `w2` (down), `w3` (up), or with `ffn_concat` (set from qkv_concat) `w_gate_hidden` then `w2`),
+  the SiLU), `w2` (down), `w3` (up), or with `ffn_concat` (set from qkv_concat) `w_gate_hidden` then `w2`;
+  2.x reshapes `w_gate_hidden`'s output to (bs, seq, hidden_dim, 2) and splits (1, 1) on the last axis, so
+  its rows alternate gate_0, up_0, gate_1, up_1, ...),
   `mindformers/modules/layers.py` (`Linear`: weight (out, in), `FreqsMgr` / `RotaryEmbedding`: cos/sin of
   cat(freqs, freqs) and rotate-half through a swap-mask matmul, the same rotation as HF's rotate_half).
   Names and layouts agree with mindformers' `models/llama/convert_weight.py` (`name_replace`: gate_proj ->
   w1, down_proj -> w2, up_proj -> w3, no transposes, no q/k permute for HF weights;
-  `convert_qkv_concat_weight`: w_qkv = concatenate((wq, wk, wv), 0), w_gate_hidden = concatenate((w1, w3), 0),
-  the same for the q/k/v biases) and `research/qwen2/convert_weight.py` (Qwen2 uses mindformers'
+  the 1.x `convert_qkv_concat_weight` stacked w_qkv = concatenate((wq, wk, wv), 0); the 2.x layers above read
+  the interleaved layout instead, which is what these ports compute with) and `research/qwen2/convert_weight.py` (Qwen2 uses mindformers'
   LlamaForCausalLM with `qkv_has_bias`; `research/qwen2/qwen2_0_5b/*.yaml`: n_kv_heads 2 of 14 heads,
   tie_word_embeddings True, qkv_concat False for finetuning and True for prediction).
 - T5. PyTorch: Hugging Face transformers `models/t5/modeling_t5.py` (`T5ForConditionalGeneration`: `shared`,
@@ -60,7 +65,7 @@ from torch.nn import functional as F
 from tests.pairs import Pair
 from tests.zoo_transformer_pairs import _MfVocabEmbedding, _named
 
-VOCAB, HIDDEN, HEADS, KV_HEADS, INTERMEDIATE, LAYERS, SEQ = 20, 16, 2, 1, 40, 2, 6
+VOCAB, HIDDEN, HEADS, KV_HEADS, INTERMEDIATE, LAYERS, SEQ = 20, 16, 4, 2, 40, 2, 6
 EPS, THETA = 1e-6, 10000.0
 
 
@@ -134,6 +139,48 @@ class _HFMLP(tnn.Module):
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
+class _HFFusedAttention(_HFAttention):
+    """Phi-3's attention (transformers `models/phi3/modeling_phi3.py`): one `qkv_proj` whose rows are q, k, v
+    stacked [n_heads * head_dim, n_kv * head_dim, n_kv * head_dim], sliced apart in forward."""
+
+    def __init__(self, hidden, heads, kv_heads, qkv_bias):
+        tnn.Module.__init__(self)
+        self.head_dim = hidden // heads
+        self.num_heads, self.num_key_value_heads = heads, kv_heads
+        self.scaling = self.head_dim ** -0.5
+        self.qkv_proj = tnn.Linear(hidden, (heads + 2 * kv_heads) * self.head_dim, bias=qkv_bias)
+        self.o_proj = tnn.Linear(heads * self.head_dim, hidden, bias=False)
+
+    def forward(self, x, cos, sin, causal):
+        qkv = self.qkv_proj(x)
+        q_end, kv = self.num_heads * self.head_dim, self.num_key_value_heads * self.head_dim
+        parts = qkv[..., :q_end], qkv[..., q_end:q_end + kv], qkv[..., q_end + kv:]
+        return self._attend(*parts, cos, sin, causal)
+
+    def _attend(self, q, k, v, cos, sin, causal):
+        b, n, _ = q.shape
+        q, k, v = (t.reshape(b, n, -1, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+        n_rep = self.num_heads // self.num_key_value_heads
+        k, v = _repeat_kv(k, n_rep), _repeat_kv(v, n_rep)
+        weights = torch.sigmoid(q @ k.transpose(2, 3) * self.scaling) * causal
+        return self.o_proj((weights @ v).transpose(1, 2).reshape(b, n, -1))
+
+
+class _HFFusedMLP(tnn.Module):
+    """Phi-3's MLP: one `gate_up_proj`, gate rows then up rows, cut by chunk(2)."""
+
+    def __init__(self, hidden, intermediate):
+        super().__init__()
+        self.gate_up_proj = tnn.Linear(hidden, 2 * intermediate, bias=False)
+        self.down_proj = tnn.Linear(intermediate, hidden, bias=False)
+
+    def forward(self, x):
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(up * F.silu(gate))
+
+
 class _HFDecoderLayer(tnn.Module):
     def __init__(self, cfg):
         super().__init__()
@@ -177,20 +224,25 @@ class _HFForCausalLM(tnn.Module):
         return self.lm_head(self.model(ids))
 
 
-def _hf_family(prefix):
+def _hf_family(prefix, attention=_HFAttention, mlp=_HFMLP):
     """The HF classes of one model family, named as there (Llama*, Qwen2*): the matcher sees class names."""
     return {part: _named(f"{prefix}{part}")(type(f"{prefix}{part}", (base,), {}))
             for part, base in (("RMSNorm", _HFRMSNorm), ("RotaryEmbedding", _HFRotaryEmbedding),
-                               ("Attention", _HFAttention), ("MLP", _HFMLP), ("DecoderLayer", _HFDecoderLayer),
+                               ("Attention", attention), ("MLP", mlp), ("DecoderLayer", _HFDecoderLayer),
                                ("Model", _HFModel), ("ForCausalLM", _HFForCausalLM))}
 
 
 _LLAMA = _hf_family("Llama")
 _QWEN2 = _hf_family("Qwen2")
+_PHI3 = _hf_family("Phi3", attention=_HFFusedAttention, mlp=_HFFusedMLP)
 
 
 def _hf_llama(kv_heads=KV_HEADS):
     return _LLAMA["ForCausalLM"]({**_LLAMA, "kv_heads": kv_heads, "qkv_bias": False, "tie_word_embeddings": False})
+
+
+def _hf_phi3(qkv_bias=False):
+    return _PHI3["ForCausalLM"]({**_PHI3, "kv_heads": KV_HEADS, "qkv_bias": qkv_bias, "tie_word_embeddings": False})
 
 
 def _hf_qwen2():
@@ -321,8 +373,11 @@ class _MfLLamaAttention(msnn.Cell):
 
     def construct(self, x, freqs_cis, mask):
         bs, seq_len, _ = x.shape
-        if self.qkv_concat:
-            query, key, value = ops.split(self.w_qkv(x), (self.hidden_size, self.kv_dim, self.kv_dim), 2)
+        if self.qkv_concat:  # mindformers 2.x: rows grouped per key/value head
+            qkv = self.w_qkv(x).reshape(bs, seq_len, self.n_kv_head, (self.n_rep + 2) * self.head_dim)
+            query, key, value = ops.split(qkv, (self.head_dim * self.n_rep, self.head_dim, self.head_dim), 3)
+            query = query.reshape(bs, seq_len, self.hidden_size)
+            key, value = key.reshape(bs, seq_len, self.kv_dim), value.reshape(bs, seq_len, self.kv_dim)
         else:
             query, key, value = self.wq(x), self.wk(x), self.wv(x)
         query = query.reshape(bs, seq_len, self.n_head, self.head_dim).transpose(0, 2, 1, 3)
@@ -350,9 +405,12 @@ class _MfLlamaFeedForward(msnn.Cell):
             self.w3 = _MfLinear(dim, intermediate_size, has_bias=False)
 
     def construct(self, x):
-        if self.ffn_concat:
-            gate, hidden = ops.split(self.w_gate_hidden(x), (self.hidden_dim, self.hidden_dim), 2)
-            gate = self.activate(gate)
+        if self.ffn_concat:  # mindformers 2.x: gate and up alternate row by row
+            bs, seq_len, _ = x.shape
+            gate_hidden = self.w_gate_hidden(x).reshape(bs, seq_len, self.hidden_dim, 2)
+            gate, hidden = ops.split(gate_hidden, (1, 1), 3)
+            gate = self.activate(gate.reshape(bs, seq_len, self.hidden_dim))
+            hidden = hidden.reshape(bs, seq_len, self.hidden_dim)
         else:
             gate, hidden = self.w1(x), self.w3(x)
         return self.w2(hidden * gate)
@@ -410,28 +468,50 @@ class _MfLlamaForCausalLM(msnn.Cell):
 
 # ================================================================ reference maps
 
-def _llama_reference(qkv_concat, qkv_bias, tied):
-    """mindformers name -> HF key, per convert_weight.py's name_replace and convert_qkv_concat_weight."""
+def qkv_interleave(kv_heads, heads=HEADS, hidden=HIDDEN):
+    """The transform putting stacked q, k, v rows into mindformers 2.x's per-group layout."""
+    kv_dim = hidden // heads * kv_heads
+    return f"interleave({kv_heads}, 0, {hidden}, {kv_dim}, {kv_dim})"
+
+
+GATE_UP_INTERLEAVE = f"interleave({INTERMEDIATE}, 0, {INTERMEDIATE}, {INTERMEDIATE})"
+
+
+def _llama_reference(qkv_concat, qkv_bias, tied, kv_heads=KV_HEADS, fused_torch=False):
+    """mindformers name -> HF key, per convert_weight.py's name_replace, fused layers in 2.x's interleaved layout."""
     reference = {"model.tok_embeddings.embedding_weight": "model.embed_tokens.weight"}
     for i in range(LAYERS):
         ms, pt = f"model.layers.{i}", f"model.layers.{i}"
         reference |= {f"{ms}.ffn_norm.weight": f"{pt}.post_attention_layernorm.weight",
                       f"{ms}.attention_norm.weight": f"{pt}.input_layernorm.weight"}
-        if qkv_concat:
+        if qkv_concat and fused_torch:
+            reference[f"{ms}.attention.w_qkv.weight"] = {"torch": f"{pt}.self_attn.qkv_proj.weight",
+                                                         "transform": qkv_interleave(kv_heads)}
+            if qkv_bias:
+                reference[f"{ms}.attention.w_qkv.bias"] = {"torch": f"{pt}.self_attn.qkv_proj.bias",
+                                                           "transform": qkv_interleave(kv_heads)}
+        elif qkv_concat:
             reference[f"{ms}.attention.w_qkv.weight"] = {
-                "torch": [f"{pt}.self_attn.{part}_proj.weight" for part in "qkv"], "transform": "cat(0)"}
+                "torch": [f"{pt}.self_attn.{part}_proj.weight" for part in "qkv"],
+                "transform": f"cat(0) | {qkv_interleave(kv_heads)}"}
             if qkv_bias:
                 reference[f"{ms}.attention.w_qkv.bias"] = {
-                    "torch": [f"{pt}.self_attn.{part}_proj.bias" for part in "qkv"], "transform": "cat(0)"}
+                    "torch": [f"{pt}.self_attn.{part}_proj.bias" for part in "qkv"],
+                    "transform": f"cat(0) | {qkv_interleave(kv_heads)}"}
         else:
             for part in "qkv":
                 reference[f"{ms}.attention.w{part}.weight"] = f"{pt}.self_attn.{part}_proj.weight"
                 if qkv_bias:
                     reference[f"{ms}.attention.w{part}.bias"] = f"{pt}.self_attn.{part}_proj.bias"
         reference[f"{ms}.attention.wo.weight"] = f"{pt}.self_attn.o_proj.weight"
-        if qkv_concat:
+        if qkv_concat and fused_torch:
             reference |= {f"{ms}.feed_forward.w_gate_hidden.weight": {
-                "torch": [f"{pt}.mlp.gate_proj.weight", f"{pt}.mlp.up_proj.weight"], "transform": "cat(0)"},
+                "torch": f"{pt}.mlp.gate_up_proj.weight", "transform": GATE_UP_INTERLEAVE},
+                f"{ms}.feed_forward.w2.weight": f"{pt}.mlp.down_proj.weight"}
+        elif qkv_concat:
+            reference |= {f"{ms}.feed_forward.w_gate_hidden.weight": {
+                "torch": [f"{pt}.mlp.gate_proj.weight", f"{pt}.mlp.up_proj.weight"],
+                "transform": f"cat(0) | {GATE_UP_INTERLEAVE}"},
                 f"{ms}.feed_forward.w2.weight": f"{pt}.mlp.down_proj.weight"}
         else:
             reference |= {f"{ms}.feed_forward.w1.weight": f"{pt}.mlp.gate_proj.weight",
@@ -456,18 +536,20 @@ def llama_hf_vs_mindformers_pair():
 
 
 def llama_hf_vs_mindformers_qkv_concat_pair():
-    """The same LLaMA with mindformers' qkv_concat=True: `attention.w_qkv` = cat(q, k, v) along dim 0 with
-    UNEQUAL pieces (16 + 8 + 8 rows under GQA) and `feed_forward.w_gate_hidden` = cat(gate_proj, up_proj)."""
+    """The same LLaMA with mindformers 2.x's qkv_concat=True: `attention.w_qkv` holds q, k, v (UNEQUAL: 16 + 8 + 8
+    rows under GQA) interleaved per key/value group, `feed_forward.w_gate_hidden` gate_proj and up_proj row by row."""
     return Pair("llama_hf_vs_mindformers_qkv_concat", _hf_llama(), _MfLlamaForCausalLM(qkv_concat=True),
                 _llama_reference(qkv_concat=True, qkv_bias=False, tied=False), [(2, SEQ)], token_vocab=VOCAB)
 
 
 def llama_mha_hf_vs_mindformers_qkv_concat_pair():
     """qkv_concat=True without grouped-query attention (num_key_value_heads == num_heads, as LLaMA-2-7B/13B):
-    `attention.w_qkv` = cat of three EQUAL (16, 16) pieces, each the shape of o_proj too; w_gate_hidden as above."""
+    `attention.w_qkv` = three EQUAL (16, 16) pieces interleaved per head (4 groups of one q, k and v head each),
+    each the shape of o_proj too; w_gate_hidden as above."""
     return Pair("llama_mha_hf_vs_mindformers_qkv_concat", _hf_llama(kv_heads=HEADS),
                 _MfLlamaForCausalLM(n_kv_heads=HEADS, qkv_concat=True),
-                _llama_reference(qkv_concat=True, qkv_bias=False, tied=False), [(2, SEQ)], token_vocab=VOCAB)
+                _llama_reference(qkv_concat=True, qkv_bias=False, tied=False, kv_heads=HEADS), [(2, SEQ)],
+                token_vocab=VOCAB)
 
 
 def qwen2_hf_vs_mindformers_pair():
@@ -485,11 +567,21 @@ def qwen2_hf_vs_mindformers_pair():
 
 def qwen2_hf_vs_mindformers_qkv_concat_pair():
     """The same Qwen2 as mindformers' Qwen2-0.5B predict config runs it (qkv_concat True): w_qkv weight AND
-    bias are unequal cats of q, k, v; w_gate_hidden = cat(gate_proj, up_proj); tied head."""
+    bias hold unequal q, k, v interleaved per key/value group; w_gate_hidden gate and up row by row; tied head."""
     return Pair("qwen2_hf_vs_mindformers_qkv_concat", _hf_qwen2(),
                 _MfLlamaForCausalLM(qkv_concat=True, qkv_has_bias=True, tie_word_embeddings=True),
                 _llama_reference(qkv_concat=True, qkv_bias=True, tied=True), [(2, SEQ)], token_vocab=VOCAB,
                 torch_unmapped=("lm_head.weight",))
+
+
+def phi3_hf_vs_mindformers_qkv_concat_pair():
+    """HF Phi-3 layout (fused `qkv_proj` stacked q, k, v under GQA, with a bias here; fused `gate_up_proj`) vs
+    mindformers 2.x LlamaForCausalLM with qkv_concat: the same fused layers, but interleaved per key/value group
+    and row by row, so every fused tensor needs `interleave` alone (no cat): same shapes, other row order."""
+    return Pair("phi3_hf_vs_mindformers_qkv_concat", _hf_phi3(qkv_bias=True),
+                _MfLlamaForCausalLM(qkv_concat=True, qkv_has_bias=True),
+                _llama_reference(qkv_concat=True, qkv_bias=True, tied=False, fused_torch=True), [(2, SEQ)],
+                token_vocab=VOCAB)
 
 
 # ================================================================ T5: HF T5ForConditionalGeneration vs mindformers
@@ -902,5 +994,6 @@ ZOO_LLM_PAIRS = [
     llama_mha_hf_vs_mindformers_qkv_concat_pair,
     qwen2_hf_vs_mindformers_pair,
     qwen2_hf_vs_mindformers_qkv_concat_pair,
+    phi3_hf_vs_mindformers_qkv_concat_pair,
     t5_hf_vs_mindformers_pair,
 ]

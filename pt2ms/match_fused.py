@@ -14,6 +14,17 @@ from .match_names import name_similarity, stored_in_out
 FUSED = {"qkv": ("q", "k", "v"), "kv": ("k", "v"), "in_proj": ("q", "k", "v"), "c_attn": ("q", "k", "v"),
          "query_key_value": ("q", "k", "v")}
 PART_WORDS = {"q": ("q", "query"), "k": ("k", "key"), "v": ("v", "value")}
+# Layer names that say one matrix holds several projections. Two such layers can pair whole, yet their rows
+# may be stacked on one side and interleaved on the other (mindformers 2.x's w_qkv, w_gate_hidden): only a
+# numeric check can tell, so such a pairing is never reported as sure.
+FUSED_WORDS = ("qkv", "kv_proj", "in_proj", "c_attn", "query_key_value", "gate_up", "gate_hidden", "linear_fc1",
+               "linear_qkv", "w13")
+
+
+def holds_several(layer):
+    """Whether a layer's name says it fuses several projections into one matrix."""
+    word = layer.path.rpartition(".")[2].lower()
+    return bool(_fused_parts(layer)) or any(fused in word for fused in FUSED_WORDS)
 
 
 def _fused_parts(layer):

@@ -19,7 +19,7 @@ pieces and joined runs); this one runs the passes.
 """
 
 from . import transforms
-from .match_fused import assign_with_pieces, join_runs, piece_groups, record_fused
+from .match_fused import assign_with_pieces, holds_several, join_runs, piece_groups, record_fused
 from .match_layers import Match, Side, assign_layers, layers_of, order_keys, pair_tensors, prepare
 from .match_names import (flat_shape, ignored_reason, name_similarity, orientation, rank_numbers,  # noqa: F401
                           strip_wrappers)
@@ -55,6 +55,9 @@ def _exact(ms, torch, matches, used):
         used.add(partner.name)
 
 
+FUSED_LAYOUT_CONFIDENCE = 0.7
+
+
 def _structural(ms, torch, matches, used, loose):
     ms_layers = layers_of(ms, {row.name for row in ms.rows if row.name not in matches})
     torch_layers = layers_of(torch, {row.name for row in torch.rows if row.name not in used})
@@ -65,12 +68,17 @@ def _structural(ms, torch, matches, used, loose):
         confidence = round(min(0.95, 0.45 + 0.3 * similarity + 0.25 * min(1.0, margin / 0.5)), 2)
         if ms_layer.agreed and ms_layer.agreed_margin >= SURE_MARGIN:
             confidence = max(confidence, round(0.9 + 0.05 * min(1.0, ms_layer.agreed_margin / 2.0), 2))
+        layout = holds_several(ms_layer) and holds_several(torch_layer)
+        if layout:
+            confidence = min(confidence, FUSED_LAYOUT_CONFIDENCE)
         for ms_row, torch_row in pair_tensors(ms_layer, torch_layer, loose):
             transform = orientation(ms_row, torch_row)
             how = "transform" if transform else "structural"
             matches[ms_row.name] = Match(ms_row.name, torch_row.name, transform, method=how,
                                          confidence=round(confidence * (0.9 if transform else 1.0), 2),
-                                         note=f"layer {ms_layer.path or '(top)'} ~ {torch_layer.path or '(top)'}")
+                                         note=f"layer {ms_layer.path or '(top)'} ~ {torch_layer.path or '(top)'}"
+                                              + ("; both fuse several projections: their row layout (stacked or "
+                                                 "interleaved) is unchecked" if layout else ""))
             used.add(torch_row.name)
     for group in piece_groups(pairs).values():
         record_fused(group, matches, used)

@@ -533,7 +533,7 @@ def test_verify_train_table_passes_through(tmp_path):
     from pt2ms.config import load_config
 
     config = write_config(tmp_path, extra="[verify.train]\nsteps = 2\n")
-    assert load_config(config).verify.train == {"steps": 2}
+    assert load_config(config).verify.train.steps == 2
 
 
 @pytest.mark.parametrize("damage", ["folder", "not_utf8", "outputs_a_file", "symlink_loop"])

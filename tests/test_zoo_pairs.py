@@ -26,11 +26,11 @@ ZOO_PAIRS = ZOO_CNN_PAIRS + ZOO_CNN2_PAIRS + ZOO_TRANSFORMER_PAIRS + ZOO_LLM_PAI
 # pair id -> why the matcher gets it wrong, for both variants (layer types do not help with it).
 _INTERLEAVED = ("the matcher alone proposes cat(0) (stacked): mindformers 2.x's interleaved w_qkv / w_gate_hidden "
                 "layout is invisible in names and shapes; stage 2's numeric probe settles it (tests/test_probe.py)")
-KNOWN_WRONG = {
-    "llama_hf_vs_mindformers_qkv_concat": _INTERLEAVED,
-    "llama_mha_hf_vs_mindformers_qkv_concat": _INTERLEAVED,
-    "qwen2_hf_vs_mindformers_qkv_concat": _INTERLEAVED,
-    "phi3_hf_vs_mindformers_qkv_concat": _INTERLEAVED,
+NEEDS_PROBE = {name: _INTERLEAVED for name in ("llama_hf_vs_mindformers_qkv_concat",
+                                               "llama_mha_hf_vs_mindformers_qkv_concat",
+                                               "qwen2_hf_vs_mindformers_qkv_concat",
+                                               "phi3_hf_vs_mindformers_qkv_concat")}
+KNOWN_WRONG = NEEDS_PROBE | {
     "t5_hf_vs_mindformers": (
         "30 of 48 wrong without execution order (right with it, test_matcher_with_model_order): mindformers "
         "declares projection before dense1/2/3 and its final norms after both stacks, so declaration and file "
@@ -116,7 +116,7 @@ def wrong_entries(got, pair):
             if not _same_entry(got.get(name), value, probe)]
 
 
-@pytest.mark.parametrize("make_pair", _params())
+@pytest.mark.parametrize("make_pair", _params(NEEDS_PROBE))
 def test_matcher_with_model_order(make_pair):
     """As stage 1 gives them with both models and [verify] inputs: layer types, execution and definition order,
     settings."""

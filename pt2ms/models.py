@@ -56,13 +56,25 @@ def load_torch(config):
         array = tensor.read()
         value = torch.from_numpy(array).view(torch.bfloat16) if tensor.dtype == "bfloat16" else torch.from_numpy(array)
         state[strip_to_known(name, expected)] = value
-    missing = [name for name in expected if name not in state]
+    # A tied weight (an LM head sharing the embedding) is saved once, e.g. by save_pretrained: loading its
+    # partner fills it, because in the model the two are one tensor.
+    tied = _tied_to_loaded(model, state)
+    missing = [name for name in expected if name not in state and name not in tied]
     unexpected = [name for name in state if name not in expected]
     if missing or unexpected:
         raise Pt2MsError(f"{config.torch.checkpoint}: does not fit the PyTorch model {config.torch.model}: "
                          f"missing {missing[:3]}, unexpected {unexpected[:3]}")
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=not tied)
     return model.eval()
+
+
+def _tied_to_loaded(model, state):
+    """Names of the model's parameters that share their tensor with one the checkpoint holds."""
+    owners = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        owners.setdefault(id(parameter), []).append(name)
+    return {name for names in owners.values() if any(n in state for n in names) for name in names
+            if name not in state}
 
 
 def load_ms(config, ckpt_path, map_data):

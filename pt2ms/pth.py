@@ -38,7 +38,7 @@ UNSUPPORTED_DTYPES = ("complex32", "complex64", "complex128", "float8_e4m3fn", "
 
 
 MAX_PICKLE_DEPTH = 100            # a checkpoint nests a few levels; deeper is damage or an attack
-MAX_PICKLE_NODES = 10_000_000     # objects a legacy pickle may hold
+MAX_PICKLE_NODES = 10_000_000     # objects a legacy pickle, operations a zip data.pkl may hold
 MAX_PICKLE_BYTES = 1 << 30        # data.pkl, decompressed
 MAX_PICKLE_RATIO = 64             # decompressed / compressed for a deflated data.pkl (torch stores it raw)
 
@@ -216,6 +216,21 @@ def _read_pickle(path, archive, info):
     return archive.read(info)
 
 
+def _check_pickle_size(path, data):
+    """Refuse a pickle that would build more objects than a checkpoint ever does, before building any.
+
+    One pass over its opcodes: the unpickler itself has no budget, and a small pickle can make millions of
+    objects (memo references, repeated appends). A state dict takes a few operations per tensor.
+    """
+    try:
+        for count, _ in enumerate(pickletools.genops(data)):
+            if count > MAX_PICKLE_NODES:
+                raise Pt2MsError(f"{path}: data.pkl holds more than {MAX_PICKLE_NODES:,} pickle operations: "
+                                 "not a torch checkpoint")
+    except (ValueError, IndexError) as error:  # genops on damaged bytes
+        raise Pt2MsError(f"{path}: corrupt pickle in data.pkl ({error})") from None
+
+
 def load_zip_pickle(path):
     """Unpickle a zip-format torch file safely; tensors come back as LazyTensors."""
     # zipfile raises many kinds of error on a damaged directory; all of them mean the same to the user.
@@ -229,6 +244,7 @@ def load_zip_pickle(path):
     except (zipfile.BadZipFile, EOFError, OSError, UnicodeDecodeError, NotImplementedError, ValueError,
             struct.error) as error:
         raise _bad_zip(path, error) from None
+    _check_pickle_size(path, data)
     try:
         return _SafeUnpickler(data, path, storages).load()
     except Pt2MsError:

@@ -22,7 +22,7 @@ from .checkpoint import check_written, checksum, open_ms_checkpoint, open_torch_
 from .errors import Pt2MsError
 from .files import atomic_open
 from .inventory import read_inventory
-from .mapfile import parse_value, read_map
+from .mapfile import parse_value, read_map, shape_after
 from .safetensors_file import write_safetensors
 
 FORMATS = ("pth", "safetensors")
@@ -180,7 +180,7 @@ def _roots(map_data, map_path, torch_rows, ms_tensors):
         ops = transforms.parse(entry.transform)
         shapes = [torch_shapes[name] for name in entry.torch_names]
         try:
-            ms_shape = transforms.output_shape(ops, shapes)
+            ms_shape = shape_after(ops, shapes)
         except Pt2MsError as error:
             raise Pt2MsError(f"{map_path}: entry {ms_name!r}: {error}") from None
         if ms_name in ms_tensors and tuple(ms_tensors[ms_name].shape) != tuple(ms_shape):

@@ -864,3 +864,23 @@ def test_a_refused_first_run_leaves_no_output_folder(tiny_project):
     code, _, stderr = run_script("1_show.py", "--config", str(tiny_project))
     assert code == 2 and "checkpoint file not found" in stderr
     assert not (tiny_project.parent / "outputs" / "tiny").exists()
+
+
+def test_a_zip_pth_whose_small_pickle_builds_millions_of_objects_is_refused(project, monkeypatch):
+    """A 2 MB data.pkl of repeated memo references would build 10 million list entries: refused unbuilt."""
+    import io
+    import pickle
+    import zipfile
+
+    from pt2ms import pth
+
+    monkeypatch.setattr(pth, "MAX_PICKLE_NODES", 100_000)
+    body = bytearray(b"\x80\x02]q\x00(")  # PROTO 2, EMPTY_LIST, BINPUT 0, MARK
+    body += b"h\x00" * 200_000            # BINGET 0, again and again
+    body += b"e."                          # APPENDS, STOP
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("weights/data.pkl", bytes(body))
+    (project.parent / "weights.pth").write_bytes(buffer.getvalue())
+    assert_refused(project, "1_show.py", names="weights.pth", says=["pickle operations"])
+    assert pickle.loads(bytes(body))  # the bait is a real pickle

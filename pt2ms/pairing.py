@@ -25,7 +25,12 @@ KIND_ALIASES = {
     "upsamplingbilinear": "upsample", "upsamplingnearest": "upsample", "zeropad": "pad", "constantpad": "pad",
     "reflectionpad": "pad", "replicationpad": "pad", "logsoftmax": "logsoftmax", "dropout": "dropout",
     "droppath": "droppath", "adaptiveavgpool": "adaptiveavgpool", "adaptivemaxpool": "adaptivemaxpool",
+    # transformers.activations: one GELU in several formulas (settings.py reads which one as `approximate`)
+    "newgelu": "gelu", "fastgelu": "gelu", "accurategelu": "gelu", "gelutanh": "gelu", "pytorchgelutanh": "gelu",
+    "quickgelu": "gelu", "clippedgelu": "gelu", "gelupytorchtanh": "gelu",
 }
+# Suffixes a zoo adds to an operation's name (transformers' GELUActivation, SiLUActivation, MishActivation).
+KIND_SUFFIXES = ("activation",)
 # Leaves that compute nothing worth comparing, or that are containers.
 SKIPPED_KINDS = {"identity", "sequential", "sequentialcell", "modulelist", "celllist", "moduledict", "celldict"}
 
@@ -33,6 +38,9 @@ SKIPPED_KINDS = {"identity", "sequential", "sequentialcell", "modulelist", "cell
 def kind(type_name):
     """One name for one operation in both frameworks: MaxPool2d -> maxpool, HSwish -> hardswish."""
     name = re.sub(r"[123]d$", "", type_name.lower())
+    for suffix in KIND_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[:-len(suffix)]
     return KIND_ALIASES.get(name, name)
 
 

@@ -87,8 +87,8 @@ def _symmetric_same(kernel, stride, dilation, size=None):
     'same' pads (ceil(n / s) - 1) * s + d * (k - 1) + 1 - n in all (at least 0), the odd one at the end: a
     1-wide kernel never pads, a kernel no wider than its stride pads nothing on inputs the stride divides.
     """
-    kernels = kernel if isinstance(kernel, tuple) else (kernel,)
-    count = len(kernels)
+    count = len(kernel) if isinstance(kernel, tuple) else len(size) if size else 1
+    kernels = _per_dim(kernel, count)  # one int stands for every dim (settings collapse equal entries)
     sizes = tuple(size)[-count:] if size and len(size) >= count else (None,) * count
     pads = []
     for k, s, d, n in zip(kernels, _per_dim(stride, count), _per_dim(dilation, count), sizes):

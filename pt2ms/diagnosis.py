@@ -2,14 +2,16 @@
 
 Candidate causes, from most to least certain:
   map            a map entry reads another layer's tensor, or two same-shaped layers are paired crosswise
-                 (their order contradicts the map), or a block differs around a transformed entry;
+                 (their order contradicts the map), or a block differs around a transformed, edited or
+                 uncertain entry while every paired layer in it agrees alone and none has a setting that differs;
   order          the two models apply parameter-free operations in another order;
   in layer       fed PyTorch's inputs, a layer (with or without parameters) misses by more than one float32
                  operation costs; a setting that differs on it is named;
   between layers a layer's inputs differ while every layer producing them agrees: the functional calls and
                  unpaired modules on that path (PyTorch's side) are named;
-  in block       a block differs alone while each paired layer in it agrees: the map entries inside it (least
-                 certain first) or its parameter-free operations;
+  in block       a block differs alone far more than its paired layers do, and nothing points at the map: said
+                 as "not sure", with the candidates (its own layers that differ or are set up differently, its
+                 inline operations, a block cut differently, the map entries inside it); ranked after layers;
   setting        a setting that changes the math differs (BatchNorm momentum only shows in training);
   accumulated    every layer agrees alone, and errors grow with depth (said only then);
   after layers   every paired layer agrees, the outputs do not.
@@ -46,7 +48,8 @@ SETTING_WORDS = {
 }
 # How certain each kind of cause is: the first rank found wins, within a rank the largest error (a resize that
 # costs 1e-1 is named before a GELU that costs 1e-4, wherever each sits).
-CAUSE_RANK = {"map": 0, "order": 1, "in layer": 2, "between layers": 2, "in block": 2, "setting": 3}
+# A block that differs alone with no evidence of its map is the least checked: it ranks after every layer.
+CAUSE_RANK = {"map": 0, "order": 1, "in layer": 2, "between layers": 2, "in block": 3, "setting": 4}
 LOW_CONFIDENCE = 0.9
 # Settings that act in training only: inference cannot show them, so they are a cause on their own. Any other
 # setting is named where a layer computes something else; alone it may be compensated elsewhere in the port.
@@ -115,7 +118,9 @@ def _between(row):
             "error": _magnitude(row["inputs"]), "between": through, "sentence": sentence, "text": text}
 
 
-def _in_block(row, rows, links, calls):
+def _in_block(row, rows, links, calls, settings):
+    """A block that differs alone: the map inside it when the evidence points there (every paired layer in it
+    agrees alone and none has a setting that differs), else a cause nobody checked, said as such."""
     prefix_torch, prefix_ms = row["torch"] + ".", row["mindspore"] + "."
     children = [r for r in rows if r["kind"] != "block" and r["torch"].startswith(prefix_torch)]
     worst_child = max((_magnitude(r["isolated"]) for r in children
@@ -131,9 +136,11 @@ def _in_block(row, rows, links, calls):
                       key=lambda link: (not link.get("edited"), not link["pieces"], link["confidence"]))
     ops = list(dict.fromkeys(label for context, label in calls
                              if context == row["torch"] or context.startswith(prefix_torch)))
+    differing = [r for r in children if r.get("isolated", {}).get("verdict") == "differ"]
+    set_apart = [item for r in children for item in settings.get(r["torch"], [])]
     evidence = (f"The block {_name(row)} differs when run alone on PyTorch's inputs ({error_words(row['isolated'])}) "
-                f"while each paired layer inside it agrees alone (largest {worst_child:.2e}).")
-    if suspects:
+                f"far more than any paired layer inside it does alone (largest {worst_child:.2e}).")
+    if suspects and not differing and not set_apart:
         sentence = (f"The map entries inside `{row['mindspore']}` most likely give it the wrong tensors or layout: "
                     f"{entries_text(suspects[:3])}.")
         text = (f"{evidence} Isolation pairs its layers through the same map, so a wrong entry hides from them: "
@@ -141,12 +148,30 @@ def _in_block(row, rows, links, calls):
                 + (f"; else its parameter-free operations: {', '.join(f'`{op}`' for op in ops)}." if ops else "."))
         return {"kind": "map", "torch": row["torch"], "mindspore": row["mindspore"], "error": own,
                 "entries": [link["ms"] for link in suspects], "sentence": sentence, "text": text}
+    # Nothing here checks one cause: name the candidates, most likely first.
     named = ", ".join(f"`{op}`" for op in ops) if ops else "operations written inline in its forward()/construct()"
-    sentence = f"Inside `{row['torch']}`, between its paired layers, the two models compute differently: {named}."
-    text = (f"{evidence} The difference lies in its parameter-free operations ({named}) or, less likely, in "
-            f"the map entries inside it: {entries_text(inside[:5]) or 'none'}.")
+    candidates = [f"its operations between paired layers ({named})",
+                  "a block cut differently in the two models (one includes a residual add or an activation the "
+                  "other leaves outside)"]
+    if differing or set_apart:
+        own_layers = ", ".join(dict.fromkeys(f"`{r['torch']}`" for r in differing)) or \
+            ", ".join(dict.fromkeys(f"`{item['torch']}`" for item in set_apart))
+        candidates.insert(0, f"its own layers that compute something else ({own_layers}"
+                             + (f"; {settings_words(set_apart[:3])}" if set_apart else "") + ")")
+    if suspects or inside:
+        candidates.append(f"the map entries inside it ({entries_text((suspects or inside)[:3])})")
+    sentence = f"Not sure why `{row['torch']}` differs alone; candidates: {'; '.join(candidates)}."
+    text = f"{evidence} Nothing checked names one cause here. Candidates, most likely first: {'; '.join(candidates)}."
     return {"kind": "in block", "torch": row["torch"], "mindspore": row["mindspore"], "error": own,
             "between": ops, "sentence": sentence, "text": text}
+
+
+def _inner_differs(row, rows):
+    """Whether a paired layer inside this one (a layer that owns parameters and holds others: ConvNeXt's block
+    with its layer scale) differs alone: then that inner layer, not this one, is where the models part."""
+    prefix = row["torch"] + "."
+    return any(other["kind"] != "block" and other["torch"].startswith(prefix)
+               and other.get("isolated", {}).get("verdict") == "differ" for other in rows)
 
 
 def _jumps(row, before):
@@ -199,12 +224,13 @@ def causes(rows, settings_differ, map_problems, order_problems, links, calls, to
             previous, before = row, previous
         if row["kind"] == "block":
             if isolated.get("verdict") == "differ":
-                block = _in_block(row, rows, links, calls)
+                block = _in_block(row, rows, links, calls, settings)
                 found += [block] if block else []
             continue
         if isolated.get("verdict") == "differ" or (not isolated.get("compared") and row["verdict"] == "differ"
                                                    and inputs_agree(row)):
-            found.append(_in_layer(row, settings))
+            if not _inner_differs(row, rows):  # else the layer inside it that differs is the cause
+                found.append(_in_layer(row, settings))
         elif not inputs_agree(row) and row["inputs"].get("compared", 0) + row["inputs"].get("sizes_differ", 0) \
                 and compare.verdict(row["inputs"], tolerance) == "differ":
             if producers_agree(row, by_torch):

@@ -25,7 +25,12 @@ KIND_ALIASES = {
     "upsamplingbilinear": "upsample", "upsamplingnearest": "upsample", "zeropad": "pad", "constantpad": "pad",
     "reflectionpad": "pad", "replicationpad": "pad", "logsoftmax": "logsoftmax", "dropout": "dropout",
     "droppath": "droppath", "adaptiveavgpool": "adaptiveavgpool", "adaptivemaxpool": "adaptivemaxpool",
+    # transformers.activations: one GELU in several formulas (settings.py reads which one as `approximate`)
+    "newgelu": "gelu", "fastgelu": "gelu", "accurategelu": "gelu", "gelutanh": "gelu", "pytorchgelutanh": "gelu",
+    "quickgelu": "gelu", "clippedgelu": "gelu", "gelupytorchtanh": "gelu",
 }
+# Suffixes a zoo adds to an operation's name (transformers' GELUActivation, SiLUActivation, MishActivation).
+KIND_SUFFIXES = ("activation",)
 # Leaves that compute nothing worth comparing, or that are containers.
 SKIPPED_KINDS = {"identity", "sequential", "sequentialcell", "modulelist", "celllist", "moduledict", "celldict"}
 
@@ -33,6 +38,9 @@ SKIPPED_KINDS = {"identity", "sequential", "sequentialcell", "modulelist", "cell
 def kind(type_name):
     """One name for one operation in both frameworks: MaxPool2d -> maxpool, HSwish -> hardswish."""
     name = re.sub(r"[123]d$", "", type_name.lower())
+    for suffix in KIND_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[:-len(suffix)]
     return KIND_ALIASES.get(name, name)
 
 
@@ -287,23 +295,48 @@ def _common_parent(paths, cell_names):
     return ".".join(common)
 
 
+def _outermost_cell(cell, link_cells, cell_names):
+    """The outermost cell around `cell` that holds no mapped layer besides those `cell` holds."""
+    mine = {name for name in link_cells if name == cell or name.startswith(cell + ".")}
+    parts = cell.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        above = ".".join(parts[:cut])
+        if above not in cell_names:
+            continue
+        if {name for name in link_cells if name.startswith(above + ".")} != mine:
+            break
+        cell = above
+    return cell
+
+
 def find_blocks(module_children, links, pairs, cell_names):
     """[(cell, module)]: each PyTorch parent holding two or more mapped layers, with the MindSpore cell that
-    holds exactly their partners. module_children: {module path: [descendant module paths]} of non-leaves."""
+    holds exactly their partners. module_children: {module path: [descendant module paths]} of non-leaves.
+
+    Where wrappers nest around the same mapped layers (HF ResNet's layer around its Sequential, MindCV's
+    InvertedResidual around its SequentialCell), the outermost on each side is the block: the inner one
+    leaves out the residual add, which the other side's block may hold.
+    """
     paired_modules = {module for _, module in pairs}
     cells_of = defaultdict(set)
     for link in links:
         for owner in link["owners"]:
             cells_of[owner].add(link["cell"])
+    link_cells = {link["cell"] for link in links}
+    inside_of = {module: frozenset(d for d in descendants if cells_of.get(d))
+                 for module, descendants in module_children.items()}
     blocks, taken = [], set()
     for module, descendants in sorted(module_children.items(), key=lambda item: -item[0].count(".")):
         if not module or module in paired_modules:
             continue
-        inside = {d for d in descendants if cells_of.get(d)}
-        if len(inside) < 2:
+        inside = inside_of[module]
+        if len(inside) < 2 or any(module.startswith(other + ".") and inside_of[other] == inside
+                                  for other in inside_of if other and other not in paired_modules):
             continue
         cells = set().union(*(cells_of[d] for d in inside))
         parent = _common_parent(cells, cell_names)
+        if parent and parent not in dict(pairs):
+            parent = _outermost_cell(parent, link_cells, cell_names)
         if not parent or parent in taken or parent in dict(pairs):
             continue
         # The cell must hold no partner of a layer outside the module, else the two blocks are cut differently.

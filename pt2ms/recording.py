@@ -68,6 +68,7 @@ class Recording:
     units: set | None = None                        # follow the data between these layers
     leaves: set = field(default_factory=set)        # layers without children
     types: dict = field(default_factory=dict)       # path -> type name
+    shapes: dict = field(default_factory=dict)      # path -> the shape of its first input array (first call)
     feeds: dict = field(default_factory=dict)       # unit -> [(producers, steps)] per input array
     calls: list = field(default_factory=list)       # [(innermost running layer, call label)] outside units
     sources: dict = field(default_factory=dict)     # id(tensor) -> (frozenset of producers, tuple of steps)
@@ -88,6 +89,9 @@ class Recording:
             if self.enabled and name not in seen:
                 seen.add(name)
                 self.order.append(name)
+                first = next((x for _, x in compare.flatten(tuple(inputs)) if is_array(x)), None)
+                if first is not None:
+                    self.shapes[name] = tuple(first.shape)
                 if name in self.watched:
                     # Copied now: an in-place layer (ReLU(inplace=True)) overwrites its input as it runs.
                     self.busy = True

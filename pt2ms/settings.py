@@ -4,14 +4,16 @@ Both frameworks' layers are read into the same keys with the same meaning, so th
 compared setting by setting:
   stride, dilation, groups   ints (a tuple whose entries are all equal becomes one int)
   padding                    the padding actually applied: an int or tuple of symmetric pads, or "same" where
-                             MindSpore's pad_mode='same' is not symmetric (stride > 1 or an even kernel)
+                             MindSpore's pad_mode='same' is not symmetric (an even span, or stride > 1 on an
+                             input it does not fit); with the input's size known, what 'same' really pads
   padding_mode               zeros, reflect, replicate, circular
   bias                       whether the layer adds a bias
   eps                        normalisation epsilon
   momentum                   BatchNorm running-statistics momentum in PyTorch's convention (weight of the new
                              batch); MindSpore cells store 1 - momentum, which is read back here
   norm_axis                  the first normalised axis of a LayerNorm, counted from the end (-1: last)
-  approximate                GELU: "none" (exact erf) or "tanh"
+  approximate                GELU: "none" (exact erf), "tanh", or "sigmoid" (x * sigmoid(1.702 x): transformers'
+                             QuickGELU, MindSpore's FastGelu)
   activation                 an activation built into the layer (MindSpore Dense(activation=...)), or absent
   ceil_mode, count_include_pad, kernel_size   pooling
   mode, align_corners        upsampling
@@ -46,6 +48,13 @@ TORCH_IN_OUT = {"Conv1D"}
 # Layer kinds whose MindSpore cells carry one leading dummy spatial dim (MindSpore builds them on 2-D ops).
 MS_ONE_D = {"Conv1d", "Conv1dTranspose", "MaxPool1d", "AvgPool1d"}
 POOLS = ("MaxPool", "AvgPool")
+# GELUs whose formula is fixed by their class (transformers.activations, MindSpore's FastGelu), as `approximate`.
+# transformers' GELUActivation and GELUTanh keep theirs in `act` (a function, or a partial naming it).
+CLASS_APPROXIMATE = {
+    "GELUActivation": "none", "NewGELUActivation": "tanh", "FastGELUActivation": "tanh",
+    "AccurateGELUActivation": "tanh", "GELUTanh": "tanh", "PytorchGELUTanh": "tanh", "QuickGELUActivation": "sigmoid",
+    "FastGelu": "sigmoid",
+}
 # MindSpore pooling keeps some settings on its primitive only.
 PRIMITIVE_ATTRIBUTES = {"ceil_mode": "ceil_mode", "count_include_pad": "count_include_pad"}
 
@@ -67,17 +76,38 @@ def _first(layer, names):
     return None
 
 
-def _symmetric_same(kernel, stride, dilation):
-    """The symmetric padding equal to pad_mode='same', or "same" when 'same' pads unevenly."""
-    kernels = kernel if isinstance(kernel, tuple) else (kernel,)
-    dilations = dilation if isinstance(dilation, tuple) else (dilation,) * len(kernels)
-    if stride not in (1, None) or any(d * (k - 1) % 2 for k, d in zip(kernels, dilations)):
-        return "same"
-    return _collapse(tuple(d * (k - 1) // 2 for k, d in zip(kernels, dilations)))
+def _per_dim(value, count):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value if value is not None else 1,) * count
 
 
-def torch_settings(module):
-    """The settings of a torch module, as a dict in this module's vocabulary."""
+def _symmetric_same(kernel, stride, dilation, size=None):
+    """The symmetric padding equal to pad_mode='same', or "same" where 'same' pads unevenly (or may, for all
+    this knows). size: the input's spatial dims, when known.
+
+    'same' pads (ceil(n / s) - 1) * s + d * (k - 1) + 1 - n in all (at least 0), the odd one at the end: a
+    1-wide kernel never pads, a kernel no wider than its stride pads nothing on inputs the stride divides.
+    """
+    count = len(kernel) if isinstance(kernel, tuple) else len(size) if size else 1
+    kernels = _per_dim(kernel, count)  # one int stands for every dim (settings collapse equal entries)
+    sizes = tuple(size)[-count:] if size and len(size) >= count else (None,) * count
+    pads = []
+    for k, s, d, n in zip(kernels, _per_dim(stride, count), _per_dim(dilation, count), sizes):
+        span = d * (k - 1) + 1
+        if n is not None:
+            total = max((-(-n // s) - 1) * s + span - n, 0)
+        elif s == 1 or span == 1:
+            total = max(span - 1, 0) if s == 1 else 0
+        else:
+            return "same"  # stride > 1 on an input of unknown size: the padding depends on it
+        if total % 2:
+            return "same"
+        pads.append(total // 2)
+    return _collapse(tuple(pads))
+
+
+def torch_settings(module, size=None):
+    """The settings of a torch module, as a dict in this module's vocabulary (size: its input's spatial dims,
+    when known, for the padding of padding='same')."""
     found = {}
     for key, torch_names, _ in ATTRIBUTES:
         value = _first(module, torch_names)
@@ -87,7 +117,8 @@ def torch_settings(module):
     if hasattr(module, "padding") and not callable(module.padding):
         padding = _collapse(module.padding)
         if padding == "same":
-            padding = _symmetric_same(_collapse(module.kernel_size), found.get("stride", 1), found.get("dilation", 1))
+            padding = _symmetric_same(_collapse(module.kernel_size), found.get("stride", 1), found.get("dilation", 1),
+                                      size)
         found["padding"] = 0 if padding == "valid" else padding
     if hasattr(module, "kernel_size") and name.startswith(POOLS):
         found["kernel_size"] = _collapse(module.kernel_size)
@@ -99,8 +130,9 @@ def torch_settings(module):
         found["momentum"] = module.momentum
     if name == "LayerNorm":
         found["norm_axis"] = -len(module.normalized_shape)
-    if "approximate" in found:
-        found["approximate"] = str(found["approximate"])
+    approximate = found.get("approximate", _class_approximate(module))
+    if approximate is not None:
+        found["approximate"] = str(approximate)
     if name in TORCH_IN_OUT:
         found["weight_layout"] = "in_out"
     if name == "Upsample" and found.get("align_corners") is None:
@@ -108,8 +140,9 @@ def torch_settings(module):
     return _plain(found)
 
 
-def ms_settings(cell):
-    """The settings of a MindSpore cell (nn or mint), as a dict in this module's vocabulary."""
+def ms_settings(cell, size=None):
+    """The settings of a MindSpore cell (nn or mint), as a dict in this module's vocabulary (size: its input's
+    spatial dims, when known: what pad_mode='same' pads depends on it at stride > 1)."""
     found = {}
     name = type(cell).__name__
     for key, _, ms_names in ATTRIBUTES:
@@ -119,7 +152,7 @@ def ms_settings(cell):
     _ms_primitive_settings(cell, found)
     if name.startswith(POOLS):
         found["kernel_size"] = _collapse(cell.kernel_size)
-    padding = _ms_padding(cell, found)
+    padding = _ms_padding(cell, found, size)
     if padding is not None:
         found["padding"] = padding
     if hasattr(cell, "has_bias"):
@@ -132,6 +165,8 @@ def ms_settings(cell):
         found["norm_axis"] = cell.begin_norm_axis
     if isinstance(found.get("approximate"), bool):  # older MindSpore: approximate=True meant tanh
         found["approximate"] = "tanh" if found["approximate"] else "none"
+    if "approximate" not in found and _class_approximate(cell) is not None:
+        found["approximate"] = _class_approximate(cell)
     activation = getattr(cell, "activation", None) if getattr(cell, "activation_flag", False) else None
     if activation is not None:
         found["activation"] = _activation_name(activation)
@@ -140,6 +175,16 @@ def ms_settings(cell):
     if isinstance(found.get("mode"), str) and name.startswith(("Upsample", "Resize", "Interpolate")):
         found["mode"] = found["mode"].lower()
     return _plain(found)
+
+
+def _class_approximate(layer):
+    """The GELU formula a layer's class fixes ("none", "tanh", "sigmoid"), or None for other layers."""
+    approximate = CLASS_APPROXIMATE.get(type(layer).__name__)
+    act = vars(layer).get("act")
+    keywords = getattr(act, "keywords", None)  # functools.partial(gelu, approximate="tanh")
+    if isinstance(keywords, dict) and "approximate" in keywords:
+        return str(keywords["approximate"])
+    return approximate
 
 
 def _primitive_attr(cell, attr):
@@ -158,7 +203,7 @@ def _ms_primitive_settings(cell, found):
             found[key] = _collapse(value)
 
 
-def _ms_padding(cell, found):
+def _ms_padding(cell, found, size=None):
     """The padding a MindSpore cell applies, in the shared vocabulary (see the module docstring)."""
     pad_mode = getattr(cell, "pad_mode", None)
     if pad_mode is None:
@@ -170,7 +215,7 @@ def _ms_padding(cell, found):
         kernel = getattr(cell, "kernel_size", 1)
         if type(cell).__name__ in MS_ONE_D and isinstance(kernel, tuple):
             kernel = kernel[1:]
-        return _symmetric_same(_collapse(kernel), found.get("stride", 1), found.get("dilation", 1))
+        return _symmetric_same(_collapse(kernel), found.get("stride", 1), found.get("dilation", 1), size)
     padding = _collapse(getattr(cell, "padding", None))
     if padding is None:  # AvgPool2d keeps it on its 3-D primitive: (front, back, top, bottom, left, right)
         padding = _collapse(_primitive_attr(cell, "pad") or 0)
@@ -223,11 +268,16 @@ def differences(ms, torch):
     return found
 
 
-def paired_differences(pairs, modules, cells):
-    """Settings that differ, for [(cell, module)] pairs: one dict per setting, in the order of `pairs`."""
-    found = []
+def paired_differences(pairs, modules, cells, sizes=None):
+    """Settings that differ, for [(cell, module)] pairs: one dict per setting, in the order of `pairs`.
+
+    sizes: {module path: its input's spatial dims} from a recorded pass; both layers are fed alike.
+    """
+    found, sizes = [], sizes or {}
     for cell, module in pairs:
-        for key, ms_value, torch_value in differences(ms_settings(cells[cell]), torch_settings(modules[module])):
+        size = sizes.get(module)
+        for key, ms_value, torch_value in differences(ms_settings(cells[cell], size),
+                                                      torch_settings(modules[module], size)):
             found.append({"torch": module, "mindspore": cell, "torch_type": type(modules[module]).__name__,
                           "mindspore_type": type(cells[cell]).__name__, "setting": key,
                           "mindspore_value": ms_value, "torch_value": torch_value})

@@ -30,11 +30,20 @@ __all__ = ["verify", "BOUNDARY", "make_inputs", "overall_verdict"]
 # --- outputs -------------------------------------------------------------------------------------------
 
 def _select(output, keys, side, source):
-    """[(label, value)]: the outputs `keys` picks ([verify] outputs), or the whole output."""
+    """[(label, value)]: the outputs `keys` picks ([verify] outputs), or the whole output. A bare tensor is
+    a one-output model: key 0 picks it whole."""
     if not keys:
         return [output]
     picked = []
     for key in keys:
+        if is_array(output) and isinstance(key, int):
+            # A model that returns one bare tensor returns one output: position 0 is that tensor, not its
+            # first row, and there is no other position.
+            if key != 0:
+                raise Pt2MsError(f"{source}: [verify] outputs: {side}'s output is one tensor, so only position 0 "
+                                 f"exists, not {key!r}")
+            picked.append(output)
+            continue
         try:
             value = output[key] if not isinstance(key, str) or isinstance(output, dict) else getattr(output, key)
         except (KeyError, IndexError, TypeError, AttributeError):
@@ -151,8 +160,10 @@ def pair_everything(model, net, links, torch_rec, ms_rec):
                                                                flows)
     everything = [(c, m, "layer") for c, m in pairs] + [(c, m, "parameter-free") for c, m in free] + \
                  [(c, m, "block") for c, m in blocks]
+    # Spatial sizes: what MindSpore's pad_mode='same' pads at stride > 1 depends on them.
+    sizes = {name: tuple(shape[2:]) for name, shape in torch_rec.shapes.items() if len(shape) > 2}
     return {"pairs": pairs, "everything": everything, "flows": flows, "free": free, "blocks": blocks,
-            "settings_differ": paired_differences(pairs + free, modules, cells), "map_problems": map_problems,
+            "settings_differ": paired_differences(pairs + free, modules, cells, sizes), "map_problems": map_problems,
             "order_problems": moved_operations(moved, torch_order, ms_order, pairs)}
 
 

@@ -379,3 +379,70 @@ def test_layers_that_drift_while_each_agrees_alone_are_said_to_accumulate():
     # With one layer computing something else alone, "accumulated" is never said.
     rows[1] = _unit("b", 2e-4, 5e-5, inputs=1e-4 * 0.9)
     assert causes(rows, [], [], [], [], [], 1e-4)[0]["kind"] == "in layer"
+
+
+# --- a block that differs alone: the map only when the evidence points there ----------------------------
+
+def _block(name, isolated):
+    return {**_unit(name, isolated, isolated), "kind": "block", "torch_type": "Block", "mindspore_type": "Block"}
+
+
+def _link(ms, cell, confidence):
+    return {"ms": ms, "cell": cell, "torch": [ms], "owners": [cell], "transform": "", "pieces": False,
+            "confidence": confidence, "edited": False}
+
+
+def test_a_block_with_a_layer_set_up_differently_is_not_blamed_on_the_map():
+    from pt2ms.diagnosis import causes, first_divergence
+
+    # blk.bn differs alone by its epsilon; the block differs alone far more (its cut holds more); an entry
+    # inside is uncertain. Only the layer is checked: it is named, the block is "not sure", never the map.
+    rows = [_block("blk", 0.7), _unit("blk.fc", 1e-2, 1e-7), _unit("blk.bn", 1e-2, 3e-3)]
+    settings = [{"torch": "blk.bn", "mindspore": "blk.bn", "torch_type": "BatchNorm2d", "mindspore_type": "BatchNorm2d",
+                 "setting": "eps", "mindspore_value": 1e-5, "torch_value": 1e-3}]
+    links = [_link("blk.fc.weight", "blk.fc", 0.5)]
+    found = causes(rows, settings, [], [], links, [], 1e-4)
+    assert "map" not in {cause["kind"] for cause in found}
+    block = next(cause for cause in found if cause["kind"] == "in block")
+    assert block["sentence"].startswith("Not sure") and "`blk.bn`" in block["sentence"]
+    named = first_divergence(found, rows, settings, True)
+    assert (named["kind"], named["torch"]) == ("in layer", "blk.bn") and "epsilon" in named["sentence"]
+    # With every layer inside agreeing alone and no setting apart, the uncertain entry is the suspect.
+    rows = [_block("blk", 0.7), _unit("blk.fc", 1e-2, 1e-7), _unit("blk.bn", 1e-2, 1e-7)]
+    found = causes(rows, [], [], [], links, [], 1e-4)
+    assert [(cause["kind"], cause.get("entries")) for cause in found] == [("map", ["blk.fc.weight"])]
+
+
+def test_a_block_nobody_can_explain_ranks_after_a_layer_that_differs_alone():
+    from pt2ms.diagnosis import causes, first_divergence
+
+    rows = [_unit("pool", 0.8, 0.8), _block("blk", 1.7), _unit("blk.a", 1.0, 1e-7, inputs=0.8),
+            _unit("blk.b", 1.0, 1e-7, inputs=1.0)]
+    found = causes(rows, [], [], [], [_link("blk.a.weight", "blk.a", 1.0)], [], 1e-4)
+    assert sorted(cause["kind"] for cause in found) == ["in block", "in layer"]
+    assert first_divergence(found, rows, [], True)["torch"] == "pool"
+
+
+def test_a_producer_called_twice_does_not_vouch_for_the_inputs_it_fed():
+    from pt2ms.layer_compare import producers_agree
+
+    drop = {**_unit("drop", 1e-7, 1e-7), "calls": 2}
+    consumer = {**_unit("norm", 1e-4, 1e-7, inputs=1e-4), "from": ["drop"]}
+    assert not producers_agree(consumer, {"drop": drop})
+    assert producers_agree(consumer, {"drop": {**drop, "calls": 1}})
+
+
+def test_blocks_pair_the_outermost_wrappers_around_the_same_layers():
+    from pt2ms.pairing import find_blocks
+
+    # PyTorch: res holds body (a Sequential) and adds the residual; MindSpore: cell holds its layers directly
+    # (residual inside), the other way round for the second block.
+    modules = {"res": ["res.body", "res.body.a", "res.body.b"], "res.body": ["res.body.a", "res.body.b"],
+               "blk": ["blk.a", "blk.b"]}
+    links = [_link("c1.a.w", "c1.a", 1.0), _link("c1.b.w", "c1.b", 1.0), _link("c2.layers.a.w", "c2.layers.a", 1.0),
+             _link("c2.layers.b.w", "c2.layers.b", 1.0)]
+    for link, owner in zip(links, ("res.body.a", "res.body.b", "blk.a", "blk.b")):
+        link["owners"] = [owner]
+    pairs = [("c1.a", "res.body.a"), ("c1.b", "res.body.b"), ("c2.layers.a", "blk.a"), ("c2.layers.b", "blk.b")]
+    cells = {"c1", "c1.a", "c1.b", "c2", "c2.layers", "c2.layers.a", "c2.layers.b"}
+    assert sorted(find_blocks(modules, links, pairs, cells)) == [("c1", "res"), ("c2", "blk")]

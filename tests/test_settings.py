@@ -44,3 +44,32 @@ def test_settings_that_change_the_math_are_named(case):
     _, make_torch, make_ms, expected = case
     found = {key: (ms, pt) for key, ms, pt in differences(ms_settings(make_ms()), torch_settings(make_torch()))}
     assert found == expected
+
+
+def test_same_padding_that_pads_nothing_is_no_difference():
+    """A 1-wide kernel never pads; a kernel as wide as its stride pads nothing on inputs the stride divides."""
+    one_by_one = differences(ms_settings(nn.Conv2d(3, 4, 1, stride=2)), torch_settings(torch.nn.Conv2d(3, 4, 1, 2, 0, bias=False)))
+    assert one_by_one == []
+    patchify_ms, patchify_torch = nn.Conv2d(3, 4, 4, stride=4), torch.nn.Conv2d(3, 4, 4, stride=4, bias=False)
+    assert differences(ms_settings(patchify_ms, (64, 64)), torch_settings(patchify_torch, (64, 64))) == []
+    # On 65 pixels 'same' pads 3 (1 before, 2 after) where PyTorch pads nothing; of unknown size, it may.
+    for size in ((65, 64), None):
+        found = differences(ms_settings(patchify_ms, size), torch_settings(patchify_torch, size))
+        assert found == [("padding", "same", 0)]
+    # Stride 2 on an odd size pads one pixel each side: the symmetric padding=1.
+    assert ms_settings(nn.Conv2d(3, 4, 3, stride=2), (33, 33))["padding"] == 1
+    assert ms_settings(nn.MaxPool2d(3, 2, pad_mode="same"), (32, 32))["padding"] == "same"
+
+
+def test_transformers_activations_are_gelus_with_their_approximation():
+    activations = pytest.importorskip("transformers.activations")
+    from pt2ms.pairing import kind
+
+    exact, tanh = activations.GELUActivation(), activations.NewGELUActivation()
+    assert {kind(type(layer).__name__) for layer in (exact, tanh, activations.GELUTanh(), nn.GELU(), nn.FastGelu())} \
+        == {"gelu"}
+    assert differences(ms_settings(nn.GELU(approximate=False)), torch_settings(exact)) == []
+    assert differences(ms_settings(nn.GELU()), torch_settings(exact)) == [("approximate", "tanh", "none")]
+    assert differences(ms_settings(nn.GELU()), torch_settings(tanh)) == []
+    assert torch_settings(activations.GELUTanh())["approximate"] == "tanh"  # read from its partial
+    assert differences(ms_settings(nn.FastGelu()), torch_settings(activations.QuickGELUActivation())) == []

@@ -469,3 +469,16 @@ def test_correct_port_agrees_to_float32_rounding(tmp_path):
     assert run.report["warnings"] == []
     assert "**Verdict: the models agree (to float32 rounding)**" in run.markdown
     assert "## Where the models part" not in run.markdown
+
+
+def test_position_0_of_a_bare_tensor_is_the_whole_tensor():
+    import mindspore as ms
+
+    from pt2ms.verify import _select
+
+    logits = ms.Tensor(np.arange(20, dtype=np.float32).reshape(2, 10))
+    [picked] = _select(logits, [0], "MindSpore", "cfg")
+    assert picked.shape == (2, 10)
+    assert _select((logits, logits[0]), [1], "MindSpore", "cfg")[0].shape == (10,)  # a tuple: its element
+    with pytest.raises(Pt2MsError, match="one tensor"):
+        _select(logits, [1], "MindSpore", "cfg")

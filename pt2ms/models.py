@@ -44,6 +44,17 @@ def strip_to_known(name, known):
     return name
 
 
+def common_path(paths):
+    """The longest dotted prefix all layer paths share ("" for the model itself): the smallest enclosing layer."""
+    parts = [path.split(".") if path else [] for path in paths]
+    common = []
+    for words in zip(*parts):
+        if len(set(words)) > 1:
+            break
+        common.append(words[0])
+    return ".".join(common)
+
+
 def load_torch(config):
     """The PyTorch model with the checkpoint loaded strictly (wrapper prefixes such as module. dropped)."""
     import torch

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from . import transforms
 from .mapping import parse_value
-from .models import strip_to_known
+from .models import common_path, strip_to_known
 
 # Type names that mean one operation in both frameworks (lower case, without a 1d/2d/3d suffix).
 KIND_ALIASES = {
@@ -284,12 +284,8 @@ def moved_operations(moved, torch_order, ms_order, pairs):
 # --- blocks: parents whose children are paired -------------------------------------------------------
 
 def _common_parent(paths, cell_names):
-    parts = [path.split(".") for path in paths]
-    common = []
-    for names in zip(*parts):
-        if len(set(names)) > 1:
-            break
-        common.append(names[0])
+    """The smallest cell holding all `paths`: their common prefix, shortened until it names a cell."""
+    common = common_path(paths).split(".")
     while common and ".".join(common) not in cell_names:
         common.pop()
     return ".".join(common)

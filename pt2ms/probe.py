@@ -28,7 +28,7 @@ import numpy as np
 
 from . import transforms
 from .errors import Pt2MsError
-from .models import load_torch, make_inputs, strip_to_known
+from .models import common_path, load_torch, make_inputs, strip_to_known
 from .recording import is_array, ms_numpy, record_torch, torch_numpy
 
 UNSURE = 0.9            # entries below this confidence get their sibling order probed
@@ -276,13 +276,7 @@ class Bench:
                    if path == cell_path or path.startswith(cell_path + ".") or not cell_path for name in names]
         if not modules:
             return None
-        parts = [module.split(".") if module else [] for module in modules]
-        common = []
-        for words in zip(*parts):
-            if len(set(words)) > 1:
-                break
-            common.append(words[0])
-        return ".".join(common)
+        return common_path(modules)
 
     def record(self, cell_paths, module_paths):
         """One pass each: the PyTorch modules' inputs and outputs, the MindSpore cells' raw arguments."""
@@ -357,14 +351,7 @@ def _levels(path):
 
 
 def _common_cell(bench, slots):
-    paths = [bench.cell_path(slot) for slot in slots]
-    parts = [path.split(".") for path in paths]
-    common = []
-    for words in zip(*parts):
-        if len(set(words)) > 1:
-            break
-        common.append(words[0])
-    return ".".join(common)
+    return common_path([bench.cell_path(slot) for slot in slots])
 
 
 # --- deciding ------------------------------------------------------------------------------------------

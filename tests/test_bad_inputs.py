@@ -417,16 +417,7 @@ def test_damaged_converted_ckpt_in_a_fresh_process(project):
 def test_killed_conversion_leaves_the_previous_ckpt_intact(tmp_path):
     import mindspore as ms
 
-    from pt2ms.inventory import TensorInfo, to_csv_text
-
-    names, shape = [f"layers.{index}.weight" for index in range(40)], (1024, 2560)  # 40 x 10 MB of float32
-    torch.save({name: torch.full(shape, float(index)) for index, name in enumerate(names)}, tmp_path / "big.pth")
-    config = write_config(tmp_path, name="big", checkpoint="big.pth")
-    out = tmp_path / "outputs" / "big"
-    out.mkdir(parents=True)
-    (out / "ms_params.csv").write_text(to_csv_text([TensorInfo(name, shape, "float32") for name in names]))
-    (tmp_path / "maps").mkdir()
-    (tmp_path / "maps" / "big.json").write_text(json.dumps({"map": {name: name for name in names}}, indent=2))
+    config, out = _big_conversion(tmp_path)  # 40 x 10 MB of float32
     previous = out / "big.ckpt"
     ms.save_checkpoint([{"name": "old.weight", "data": ms.Tensor(np.arange(6, dtype=np.float32).reshape(2, 3))}],
                        str(previous))

@@ -16,7 +16,7 @@ from .errors import Pt2MsError
 from .files import write_json
 from .inventory import read_inventory
 from .tables import write_map_review
-from .mapfile import Entry, parse_value, read_map, shape_after  # noqa: F401 (re-exported: they lived here)
+from .mapfile import parse_value, read_map, shape_after  # noqa: F401 (re-exported: they lived here)
 from .matching import Match, ignored_reason, match, position_note
 from .splits import propose_splits
 from . import probe, transforms

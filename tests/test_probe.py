@@ -116,9 +116,8 @@ LLM_PAIRS = ["llama_hf_vs_mindformers", "llama_hf_vs_mindformers_qkv_concat", "l
              "qwen2_hf_vs_mindformers", "qwen2_hf_vs_mindformers_qkv_concat", "phi3_hf_vs_mindformers_qkv_concat"]
 
 
-@pytest.mark.parametrize("pair_name", LLM_PAIRS)
-def test_zoo_llm_pairs_map_right_with_the_probe(tmp_path, pair_name):
-    """Stage 2 as a user runs it, both models in the config: every entry as the reference has it."""
+def _zoo_pair_through_stage_2(tmp_path, pair_name):
+    """A zoo pair's two models in a config, run through stages 1 and 2: (pair, [wrong entries], map)."""
     from tests.test_zoo_pairs import wrong_entries
 
     pair = probe_pairs._zoo_pair(pair_name)
@@ -132,27 +131,20 @@ def test_zoo_llm_pairs_map_right_with_the_probe(tmp_path, pair_name):
         text = text.replace(f"{section}\n", f'{section}\nkwargs = {{ pair = "{pair_name}" }}\n')
     config.write_text(text)
     _, mapping = _stages_1_and_2(config)
-    assert wrong_entries(mapping["map"], pair) == []
+    return [name for name, _, _ in wrong_entries(mapping["map"], pair)], mapping
+
+
+@pytest.mark.parametrize("pair_name", LLM_PAIRS)
+def test_zoo_llm_pairs_map_right_with_the_probe(tmp_path, pair_name):
+    """Stage 2 as a user runs it, both models in the config: every entry as the reference has it."""
+    wrong, mapping = _zoo_pair_through_stage_2(tmp_path, pair_name)
+    assert wrong == []
     assert all(found["confidence"] > 0 for found in mapping["found"].values()), "an undecided probe"
 
 
 def test_t5_maps_right_but_for_one_entry_in_the_review_list(tmp_path):
     """HF T5 vs mindformers: 47 of 48 as the reference names them; the other is in the review list."""
-    from tests.test_zoo_pairs import wrong_entries
-
-    pair_name = "t5_hf_vs_mindformers"
-    pair = probe_pairs._zoo_pair(pair_name)
-    torch.save(probe_pairs.seeded_state(pair.torch_model), tmp_path / "w.pth")
-    config = write_config(tmp_path, name="zoo", torch_model="tests.probe_pairs:zoo_torch",
-                          ms_model="tests.probe_pairs:zoo_mindspore", checkpoint="w.pth")
-    inputs = ", ".join(f'{{ shape = {list(shape)}, dtype = "int64", high = {pair.token_vocab} }}'
-                       for shape in pair.example_inputs)
-    text = config.read_text().replace("inputs = [[2, 3, 8, 8]]", f"inputs = [{inputs}]")
-    for section in ("[torch]", "[mindspore]"):
-        text = text.replace(f"{section}\n", f'{section}\nkwargs = {{ pair = "{pair_name}" }}\n')
-    config.write_text(text)
-    _, mapping = _stages_1_and_2(config)
-    wrong = [name for name, _, _ in wrong_entries(mapping["map"], pair)]
+    wrong, mapping = _zoo_pair_through_stage_2(tmp_path, "t5_hf_vs_mindformers")
     assert len(wrong) <= 1
     assert all(mapping["found"][name]["confidence"] < 0.9 for name in wrong)
 

@@ -1,8 +1,8 @@
 """Stage 1: list both sides' tensors (name, shape, dtype, owning layer) as txt and CSV."""
 
-from pt2ms import cli
-from pt2ms.demo import make_missing_example
-from pt2ms.inventory import show
+from pt2ms.stages import cli
+from pt2ms.stages.demo import make_missing_example
+from pt2ms.stages.show import show
 
 
 def stage(args):

@@ -2,8 +2,9 @@
 
 from collections import Counter
 
-from pt2ms import cli
-from pt2ms.mapping import build_map, read_map, score
+from pt2ms.mapping.mapfile import read_map
+from pt2ms.stages import cli
+from pt2ms.stages.build_map import build_map, score
 
 
 def stage(args):

@@ -1,10 +1,10 @@
 """Stage 3: convert the PyTorch checkpoint into outputs/<name>/<name>.ckpt through the map (or back, with --reverse)."""
 
-from pt2ms import cli
-from pt2ms.convert import convert
 from pt2ms.errors import Pt2MsError
-from pt2ms.reverse import reverse
-from pt2ms.tensors import NUMPY_DTYPES
+from pt2ms.formats.tensors import NUMPY_DTYPES
+from pt2ms.stages import cli
+from pt2ms.stages.convert import convert
+from pt2ms.stages.reverse import reverse
 
 
 def forward(args, config):

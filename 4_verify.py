@@ -4,8 +4,9 @@ Exit codes: 0 the models agree, 1 they differ (or nothing could be verified), 2 
 forward pass failed (the report is still written, "not compared").
 """
 
-from pt2ms import cli, train_report
-from pt2ms.verify import BOUNDARY, verify
+from pt2ms.stages import cli
+from pt2ms.stages.verify import BOUNDARY, verify
+from pt2ms.verify import train_report
 
 
 def stage(args):

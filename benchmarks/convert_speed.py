@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pt2ms.checkpoint import open_torch_checkpoint  # noqa: E402
-from pt2ms.files import write_json  # noqa: E402
-from pt2ms.inventory import TensorInfo, from_checkpoint, write_inventory  # noqa: E402
+from pt2ms.formats.checkpoint import open_torch_checkpoint  # noqa: E402
+from pt2ms.formats.files import write_json  # noqa: E402
+from pt2ms.formats.inventory import TensorInfo, from_checkpoint, write_inventory  # noqa: E402
 
 COLUMNS = 1024
 # The FAQ's conversion (seed 000), verbatim but for the file names.

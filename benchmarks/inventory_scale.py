@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from pt2ms.ckpt import write_ckpt  # noqa: E402
-from pt2ms.safetensors_file import write_safetensors  # noqa: E402
+from pt2ms.formats.ckpt import write_ckpt  # noqa: E402
+from pt2ms.formats.safetensors_file import write_safetensors  # noqa: E402
 
 
 def names(count):

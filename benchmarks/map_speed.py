@@ -8,7 +8,7 @@ names. Only inventories are built (no framework import), as stage 2 itself reads
     .venv/bin/python benchmarks/map_speed.py --layers 37
     .venv/bin/python benchmarks/map_speed.py --tensors 200000    # stage 2 whole on a 200,000-tensor inventory
 
-With --probe-layers N it times stage 2 with the numeric probe instead (pt2ms/probe.py): tests/zoo_llm_pairs.py's
+With --probe-layers N it times stage 2 with the numeric probe instead (pt2ms/mapping/probe.py): tests/zoo_llm_pairs.py's
 Qwen2 (separate q/k/v with biases, gate/up) against mindformers 2.x's LlamaForCausalLM with qkv_concat (w_qkv
 interleaved per key/value group, w_gate_hidden row by row), N decoder layers, stages 1 and 2 through the
 scripts' main() as a user runs them; wall time of stage 2 and the process's peak RSS (both frameworks loaded).
@@ -27,9 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pt2ms.config import load_config  # noqa: E402
-from pt2ms.inventory import TensorInfo, write_inventory  # noqa: E402
-from pt2ms.mapping import build_map, split_ignored, to_value  # noqa: E402
-from pt2ms.matching import match  # noqa: E402
+from pt2ms.formats.inventory import TensorInfo, write_inventory  # noqa: E402
+from pt2ms.mapping.matching import match  # noqa: E402
+from pt2ms.stages.build_map import build_map, split_ignored, to_value  # noqa: E402
 
 
 def bert_pair(layers, hidden=64, intermediate=256):
@@ -106,7 +106,7 @@ def probe_case(layers):
     from tests import zoo_llm_pairs
     from tests.conftest import run_script, write_config
     from tests.probe_pairs import qwen2_torch, seeded_state
-    from tests.test_zoo_pairs import wrong_entries
+    from tests.mapping.test_zoo_pairs import wrong_entries
 
     zoo_llm_pairs.LAYERS = layers  # the factories read it when they build
     with tempfile.TemporaryDirectory() as work:

@@ -1,4 +1,18 @@
-"""pt2ms: move trained PyTorch weights into MindSpore models, and prove the result numerically."""
+"""pt2ms: move trained PyTorch weights into MindSpore models, and prove the result numerically.
+
+Layers, bottom to top; a module imports only from its own layer or the layers below it (tests/test_layering.py
+checks this, and that no imports go in a circle):
+
+    errors     the exception types every layer raises
+    formats/   files on disk: checkpoints, Hugging Face folder layouts, inventories and tables
+    config     a run's TOML config, checked against one schema
+    running/   building and running both models: factories, weights, inputs, recording, settings, compare
+    mapping/   the name map: transforms, map file, matcher, splits, probe
+    verify/    stage 4's machinery: pairing, layer comparison, diagnosis, reports, training
+    stages/    the four stages the numbered scripts call, and the scripts' shared cli
+    __main__   the `pt2ms` command
+    examples/  the bundled example models (imports nothing from pt2ms)
+"""
 
 import os
 

@@ -6,23 +6,23 @@ import runpy
 import sys
 from pathlib import Path
 
-from . import cli
+from pt2ms.stages import cli
 
 STAGES = {"show": "1_show.py", "map": "2_build_map.py", "convert": "3_pth2ckpt.py", "verify": "4_verify.py"}
 
 
 def stage_script(command):
-    """The numbered script of a stage: beside the package in a checkout, inside it (pt2ms/stages/) when installed."""
+    """The numbered script of a stage: beside the package in a checkout, inside it (pt2ms/scripts/) when installed."""
     name = STAGES[command]
     package = Path(__file__).resolve().parent
-    for path in (package.parent / name, package / "stages" / name):
+    for path in (package.parent / name, package / "scripts" / name):
         if path.is_file():
             return path
     raise FileNotFoundError(f"{name} is neither in the checkout nor installed with the package")
 
 
 def make_example(args):
-    from .demo import make_example_checkpoint
+    from pt2ms.stages.demo import make_example_checkpoint
 
     for path in make_example_checkpoint(cli.load(args)):
         cli.wrote(path)

@@ -1,4 +1,4 @@
-"""Reading a run's TOML config into dataclasses, and building models from the factories it names.
+"""Reading a run's TOML config into dataclasses (pt2ms.running.build builds the models it names).
 
 Every path in a config is relative to the config file. Unknown keys are an error, so that a typo is
 not silently ignored.
@@ -9,15 +9,17 @@ import importlib
 import importlib.util
 import math
 import re
-import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import Pt2MsError
+from pt2ms.errors import Pt2MsError
+from pt2ms.formats.hf_folder import weights_file
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "efficientnet_b0.toml"
+# The factory that builds the PyTorch model of a Hugging Face folder named with no [torch] model.
+HF_FACTORY = "pt2ms.running.hf:from_folder"
 
 
 @dataclass
@@ -285,87 +287,19 @@ def load_config(path=None):
     if config.torch.checkpoint is None:
         raise Pt2MsError(f"{source}: missing key 'checkpoint' in [torch]")
     if config.torch.checkpoint.is_dir():  # a Hugging Face model folder: its weights file, and maybe its model
-        from .hf import adopt_folder
         adopt_folder(config.torch)
     if config.mindspore.model is None and config.mindspore.template is None:
         raise Pt2MsError(f"{source}: [mindspore] needs 'model' (a factory) or 'template' (a .ckpt)")
     return config
 
 
-def user_module_name(file):
-    """A stable module name for a factory file: the same file always gets the same name, two files never do."""
-    import hashlib
-
-    stem = re.sub(r"\W", "_", file.stem)
-    return f"pt2ms_user_{stem}_{hashlib.sha1(str(file).encode()).hexdigest()[:10]}"
-
-
-def import_object(spec, config_file):
-    """Import "package.module:attr" or "path/to/file.py:attr" (relative to the config file)."""
-    module_name, _, attr = spec.rpartition(":")
-    if not module_name or not attr:
-        raise Pt2MsError(f"{config_file}: factory {spec!r} must look like 'package.module:function' or 'file.py:function'")
-    try:
-        if module_name.endswith(".py"):
-            file = (Path(config_file).parent / module_name).resolve()
-            if not file.is_file():
-                raise Pt2MsError(f"{config_file}: factory file {file} not found")
-            # Let the user's file import its neighbours, as it would when run from its own folder.
-            sys.path.insert(0, str(file.parent))
-            name = user_module_name(file)
-            module_spec = importlib.util.spec_from_file_location(name, file)
-            module = importlib.util.module_from_spec(module_spec)
-            # Registered under its name: MindSpore's GRAPH_MODE compiles a Cell by importing its module again.
-            sys.modules[name] = module
-            try:
-                module_spec.loader.exec_module(module)
-            except BaseException:
-                sys.modules.pop(name, None)
-                raise
-        else:
-            module = importlib.import_module(module_name)
-    except Pt2MsError:
-        raise
-    except Exception as error:
-        raise Pt2MsError(f"{config_file}: cannot import {module_name!r} for factory {spec!r}: "
-                         f"{type(error).__name__}: {error}") from None
-    found = module
-    for part in attr.split("."):  # "pkg.mod:Class.from_name" reaches a classmethod
-        if not hasattr(found, part):
-            raise Pt2MsError(f"{config_file}: {module_name!r} has no attribute {attr!r}")
-        found = getattr(found, part)
-    return found
-
-
-def call_factory(spec, kwargs, config_file):
-    """Build an object with the factory named in the config; its failures become a one-line error."""
-    factory = import_object(spec, config_file)
-    try:
-        return factory(**kwargs)
-    except Pt2MsError:
-        raise
-    except Exception as error:
-        raise Pt2MsError(f"{config_file}: factory {spec!r} raised {type(error).__name__}: {error}") from None
-
-
-def build_torch_model(config):
-    """The PyTorch model named under [torch], in eval mode."""
-    import torch
-
-    model = call_factory(config.torch.model, config.torch.kwargs, config.source)
-    if not isinstance(model, torch.nn.Module):
-        raise Pt2MsError(f"{config.source}: factory {config.torch.model!r} returned {type(model).__name__}, "
-                         "not a torch.nn.Module")
-    return model.eval()
-
-
-def build_ms_model(config):
-    """The MindSpore Cell named under [mindspore], in inference mode."""
-    from mindspore import nn
-
-    net = call_factory(config.mindspore.model, config.mindspore.kwargs, config.source)
-    if not isinstance(net, nn.Cell):
-        raise Pt2MsError(f"{config.source}: factory {config.mindspore.model!r} returned {type(net).__name__}, "
-                         "not a mindspore.nn.Cell")
-    net.set_train(False)
-    return net
+def adopt_folder(torch_section):
+    """Point [torch] at a folder's weights file, and build the model from its config.json unless a factory is named."""
+    folder = torch_section.checkpoint
+    torch_section.checkpoint = weights_file(folder)
+    if torch_section.model is None:
+        if not (folder / "config.json").is_file():
+            raise Pt2MsError(f"{folder}: no config.json to build the PyTorch model from; name a factory as [torch] model")
+        # kwargs, if any, override config.json fields (e.g. attn_implementation = "eager").
+        torch_section.model = HF_FACTORY
+        torch_section.kwargs = {"folder": str(folder), **torch_section.kwargs}

@@ -12,7 +12,6 @@ from mindspore import nn as msnn
 from mindspore import ops
 from torch import nn
 
-
 # --- a conv net: conv, BN, ReLU, max pool, conv, BN, mean, LayerNorm, linear ---------------------------
 
 class TorchConvNet(nn.Module):

@@ -1,4 +1,4 @@
-"""Pairs that differ in one thing each, for stage 4's diagnosis (tests/test_diagnosis.py).
+"""Pairs that differ in one thing each, for stage 4's diagnosis (tests/verify/test_diagnosis.py).
 
 Importable by configs as tests.diagnosis_models:<factory>. Each MindSpore factory builds a correct port by
 default; one keyword plants the one difference the test is about. The shapes follow real code where there
@@ -10,11 +10,9 @@ q, k, v projections.
 
 import torch
 import torch.nn.functional as F
-from mindspore import mint
+from mindspore import mint, ops
 from mindspore import nn as msnn
-from mindspore import ops
 from torch import nn
-
 
 # --- an MLP: the GELU approximation --------------------------------------------------------------------
 

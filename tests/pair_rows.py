@@ -3,8 +3,8 @@ settings (one forward pass of each model on the pair's inputs, the same stage-1 
 
 import dataclasses
 
-from pt2ms.inventory import from_ms_model, torch_model_rows
-from pt2ms.layer_facts import add_facts, ms_facts, torch_facts
+from pt2ms.running.layer_facts import add_facts, ms_facts, torch_facts
+from pt2ms.running.model_rows import from_ms_model, torch_model_rows
 
 
 def typed_rows(pair):

@@ -7,7 +7,7 @@ few layers with 2-16 channels; where a case needs several layers with one shape 
 there on purpose, since ambiguity is what the matcher has to survive.
 
 With weights moved per the reference map, both models compute the same function in eval mode for
-every pair whose `same_function` is True (tests/test_pairs_parity.py checks it). Entries mapped to
+every pair whose `same_function` is True (tests/mapping/test_pairs_parity.py checks it). Entries mapped to
 `None` are deliberately unmapped: the port keeps its own initial value there.
 
 MindSpore 2.10 quirks these models rely on (probed on CPU):

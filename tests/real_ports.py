@@ -6,7 +6,7 @@ side gets seeded random weights (BatchNorm statistics measured on a seeded batch
 
 import torch
 
-from pt2ms.demo import calibrate_batchnorm, randomize
+from pt2ms.stages.demo import calibrate_batchnorm, randomize
 
 # id -> (transformers config class, model class, config kwargs, MindCV factory, its kwargs, input shape)
 REAL_PAIRS = {

@@ -2,8 +2,9 @@
 
 import pytest
 
-from pt2ms.config import DEFAULT_CONFIG, call_factory, load_config
+from pt2ms.config import DEFAULT_CONFIG, load_config
 from pt2ms.errors import Pt2MsError
+from pt2ms.running.build import call_factory
 from tests.conftest import write_config
 
 

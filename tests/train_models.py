@@ -1,4 +1,4 @@
-"""Pairs that agree in inference but train differently, for tests/test_training.py (configs import them)."""
+"""Pairs that agree in inference but train differently, for tests/verify/test_training.py (configs import them)."""
 
 from mindspore import nn as msnn
 from mindspore import ops

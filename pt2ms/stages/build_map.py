@@ -1,0 +1,142 @@
+"""Stage 2: the map file maps/<name>.json, built from the stage-1 inventories, merged with hand edits.
+
+File layout (JSON):
+  "map"        MindSpore Parameter.name -> PyTorch name | null | {"torch": name or [names],
+               "transform": "...", "tied": true}. The only part stage 3 reads. Lowest confidence first.
+  "found"      per MindSpore name: method (exact, rule, structural, transform, order, probed, manual, none),
+               confidence 0..1, and a note saying why; probed entries add every candidate and its error.
+  "ignored"    tensors that take no part ({"torch": {name: reason}, "mindspore": {...}}).
+  "unused_torch"  PyTorch tensors no entry reads.
+  "conflicts"  hand edits that disagree with the inventories (kept as written; stage 3 will refuse them).
+  "suggested"  what stage 2 proposed last time. An entry of "map" that differs from it is a hand edit,
+               and a rerun keeps it.
+"""
+
+from pt2ms.errors import Pt2MsError
+from pt2ms.formats.files import write_json
+from pt2ms.formats.inventory import read_inventory
+from pt2ms.formats.tables import write_map_review
+from pt2ms.mapping import probe, transforms
+from pt2ms.mapping.mapfile import parse_value, read_map, shape_after
+from pt2ms.mapping.matching import Match, ignored_reason, match, position_note
+from pt2ms.mapping.splits import propose_splits
+
+
+def to_value(item):
+    """A Match as it is written in "map": a plain name when that says everything."""
+    if item.torch is None:
+        return None
+    if not item.transform and not item.tied and isinstance(item.torch, str):
+        return item.torch
+    value = {"torch": item.torch}
+    if item.transform:
+        value["transform"] = item.transform
+    if item.tied:
+        value["tied"] = True
+    return value
+
+
+def check_entry(ms_row, entry, torch_rows):
+    """Why an entry cannot work with these inventories, or "" if it can."""
+    if ms_row is None:
+        return "no MindSpore parameter has this name"
+    if not entry.torch_names:
+        return ""
+    missing = [name for name in entry.torch_names if name not in torch_rows]
+    if missing:
+        return f"PyTorch checkpoint has no tensor {missing[0]!r}"
+    try:
+        shape = shape_after(transforms.parse(entry.transform), [torch_rows[name].shape for name in entry.torch_names])
+    except Pt2MsError as error:
+        return str(error)
+    if tuple(shape) != tuple(ms_row.shape):
+        source = " + ".join(f"{n} {list(torch_rows[n].shape)}" for n in entry.torch_names)
+        via = f" after {entry.transform!r}" if entry.transform else ""
+        return f"shape mismatch: MindSpore {list(ms_row.shape)} vs PyTorch {source}{via}"
+    return ""
+
+
+def split_ignored(ms_rows, torch_rows):
+    """(kept MindSpore rows, kept torch rows, {"torch": {...}, "mindspore": {...}} of ignored names)."""
+    ms_names = {row.name for row in ms_rows}
+    ignored = {"torch": {}, "mindspore": {}}
+    kept = {}
+    for side, rows in (("mindspore", ms_rows), ("torch", torch_rows)):
+        kept[side] = []
+        for row in rows:
+            reason = ignored_reason(row, ms_names, side == "mindspore")
+            if reason:
+                ignored[side][row.name] = reason
+            else:
+                kept[side].append(row)
+    return kept["mindspore"], kept["torch"], ignored
+
+
+def _hand_edits(previous):
+    """Entries of an earlier map that differ from what stage 2 suggested then."""
+    if not previous:
+        return {}
+    suggested = previous.get("suggested", {})
+    return {name: value for name, value in previous["map"].items()
+            if name not in suggested or suggested[name] != value}
+
+
+def merge(fresh, previous, ms_rows, torch_rows, where):
+    """Fresh matches, overridden by the hand edits found in `previous`; returns (matches, conflicts)."""
+    by_name = {row.name: row for row in ms_rows}
+    torch_by_name = {row.name: row for row in torch_rows}
+    matches = {item.ms_name: item for item in fresh}
+    conflicts = []
+    for ms_name, value in _hand_edits(previous).items():
+        entry = parse_value(value, ms_name, where)
+        problem = check_entry(by_name.get(ms_name), entry, torch_by_name)
+        if problem:
+            conflicts.append({"ms_name": ms_name, "value": value, "problem": problem})
+        torch_value = (entry.torch_names[0] if len(entry.torch_names) == 1 else entry.torch_names) or None
+        matches[ms_name] = Match(ms_name, torch_value, entry.transform, entry.tied, "manual", 1.0,
+                                 "hand edit" + (f" (conflict: {problem})" if problem else ""))
+    return list(matches.values()), conflicts
+
+
+def build_map(config):
+    """Stage 2: write maps/<name>.json from the stage-1 inventories; returns a summary dict."""
+    ms_all = read_inventory(config.output_dir / "ms_params.csv")
+    torch_all = read_inventory(config.output_dir / "torch_params.csv")
+    ms_rows, torch_rows, ignored = split_ignored(ms_all, torch_all)
+    previous = read_map(config.map_path) if config.map_path.exists() else None
+    fresh = propose_splits(match(ms_rows, torch_rows), ms_rows, torch_rows)
+    probed, probe_summary = {}, None
+    if probe.wanted(config):  # both models given: run them to settle what names and shapes cannot
+        fresh, probed, probe_summary = probe.probe(config, fresh, ms_rows, torch_rows)
+    matches, conflicts = merge(fresh, previous, ms_rows, torch_rows, config.map_path)
+    order = {row.name: index for index, row in enumerate(ms_rows)}
+    matches.sort(key=lambda item: (item.confidence, order.get(item.ms_name, len(order))))
+    used = {name for item in matches for name in ([item.torch] if isinstance(item.torch, str) else item.torch or [])}
+    unused = [row.name for row in torch_rows if row.name not in used]
+    data = {
+        "about": "MindSpore Parameter.name -> PyTorch name. Edit \"map\" by hand (null = keep the initial value); "
+                 "reruns of stage 2 keep your edits. Lowest confidence first. See README, 'Stage 2'.",
+        "name": config.name,
+        "position": position_note(ms_rows, torch_rows),  # where each side's layer order came from
+        "map": {item.ms_name: to_value(item) for item in matches},
+        "found": {item.ms_name: {"method": item.method, "confidence": item.confidence, "note": item.note,
+                                 **probed.get(item.ms_name, {})} for item in matches},
+        "ignored": ignored,
+        "unused_torch": unused,
+        "conflicts": conflicts,
+        "suggested": {item.ms_name: to_value(item) for item in fresh},
+    }
+    write_json(config.map_path, data)
+    review = write_map_review(config.output_dir / "map_review.csv", matches, ms_all, torch_all)
+    return {"path": config.map_path, "review": review, "matches": matches, "unused": unused, "ignored": ignored,
+            "conflicts": conflicts, "kept_edits": sum(item.method == "manual" for item in matches),
+            "position": data["position"], "probe": probe_summary}
+
+
+def score(map_data, reference):
+    """Per-entry agreement of a map with a reference map: {"right", "total", "wrong": [(name, got, expected)]}."""
+    expected = reference["map"] if "map" in reference else reference
+    got = map_data["map"]
+    wrong = [(name, got.get(name, "<missing>"), value) for name, value in expected.items() if got.get(name, "<missing>") != value]
+    extra = [name for name in got if name not in expected]
+    return {"right": len(expected) - len(wrong), "total": len(expected), "wrong": wrong, "extra": extra}

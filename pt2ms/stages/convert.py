@@ -1,0 +1,136 @@
+"""Stage 3: PyTorch checkpoint + map -> MindSpore checkpoint, checked before a byte is written.
+
+No MindSpore model is built: the target names, shapes and order come from the template or from stage 1's
+inventory. Every entry is validated first (names exist, shapes fit after transforms, no PyTorch tensor
+feeds two parameters unless the map marks it tied); then tensors stream one at a time into a temporary
+file that is renamed into place only when complete, and the written file is read back and checked.
+"""
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from pt2ms.errors import Pt2MsError
+from pt2ms.formats.checkpoint import check_file, open_ms_checkpoint, open_torch_checkpoint
+from pt2ms.formats.ckpt import write_ckpt
+from pt2ms.formats.files import remove_stale_parts
+from pt2ms.formats.inventory import from_checkpoint, read_inventory
+from pt2ms.formats.safetensors_file import write_safetensors
+from pt2ms.formats.tensors import cast, count_nonfinite
+from pt2ms.mapping import transforms
+from pt2ms.mapping.mapfile import parse_value, read_map, shape_after
+
+
+@dataclass
+class Step:
+    ms_name: str
+    torch_names: list
+    ops: list
+    shape: tuple
+    dtype: str
+
+
+def target_rows(config):
+    """The MindSpore names, shapes and dtypes to write, in the target's order."""
+    if config.mindspore.template:
+        return from_checkpoint(open_ms_checkpoint(config.mindspore.template))
+    return read_inventory(config.output_dir / "ms_params.csv")
+
+
+def plan(map_data, map_path, targets, tensors, cast_to=None):
+    """Validate the map against both sides; returns (steps, names left at their initial value)."""
+    ignored = set(map_data.get("ignored", {}).get("mindspore", {}))
+    by_name = {row.name: row for row in targets}
+    unknown = [name for name in map_data["map"] if name not in by_name]
+    if unknown:
+        raise Pt2MsError(f"{map_path}: entry {unknown[0]!r} names no MindSpore parameter of the target")
+    steps, left, readers = [], [], defaultdict(list)
+    for row in targets:
+        if row.name in ignored:
+            continue
+        if row.name not in map_data["map"]:
+            raise Pt2MsError(f"{map_path}: no entry for MindSpore parameter {row.name!r} "
+                             "(rerun stage 2, or set it to null to keep its initial value)")
+        entry = parse_value(map_data["map"][row.name], row.name, map_path)
+        if not entry.torch_names:
+            left.append(row.name)
+            continue
+        missing = [name for name in entry.torch_names if name not in tensors]
+        if missing:
+            raise Pt2MsError(f"{map_path}: entry {row.name!r} reads {missing[0]!r}, which the PyTorch checkpoint lacks")
+        ops = transforms.parse(entry.transform)
+        try:
+            shape = shape_after(ops, [tensors[name].shape for name in entry.torch_names])
+        except Pt2MsError as error:
+            raise Pt2MsError(f"{map_path}: entry {row.name!r}: {error}") from None
+        if tuple(shape) != tuple(row.shape):
+            source = " + ".join(f"{name} {list(tensors[name].shape)}" for name in entry.torch_names)
+            via = f" after {entry.transform!r}" if entry.transform else ""
+            raise Pt2MsError(f"{map_path}: shape mismatch for {row.name!r}: MindSpore expects {list(row.shape)}, "
+                             f"PyTorch {source} gives {list(shape)}{via}")
+        dtypes = {tensors[name].dtype for name in entry.torch_names}
+        if len(dtypes) > 1:
+            raise Pt2MsError(f"{map_path}: entry {row.name!r} joins tensors of different dtypes {sorted(dtypes)}")
+        for name in entry.torch_names:
+            readers[name].append((row.name, entry.tied or transforms.takes_a_piece(ops)))
+        steps.append(Step(row.name, entry.torch_names, ops, tuple(row.shape), cast_to or dtypes.pop()))
+    # One source read by several entries is a mistake unless each says why: tied, or a chunk of a fused tensor.
+    for name, users in readers.items():
+        if len(users) > 1 and not all(meant for _, meant in users):
+            raise Pt2MsError(f"{map_path}: PyTorch tensor {name!r} feeds {', '.join(user for user, _ in users)}; "
+                             'if that is meant (tied weights), write each entry as {"torch": "' + name + '", "tied": true}')
+    return steps, left
+
+
+def _produce(steps, tensors, allow_nonfinite, allow_overflow, stats):
+    """Yield each step's array: read, check for NaN/Inf, transform, cast; counts bytes in stats."""
+    # leave=False: on an error the bar is cleared, so stderr ends with just the one-line message.
+    for step in tqdm(steps, desc="converting", unit="tensor", leave=False, disable=None):
+        sources = [tensors[name] for name in step.torch_names]
+        arrays = [tensor.read() for tensor in sources]
+        for tensor, name, array in zip(sources, step.torch_names, arrays):
+            bad = 0 if allow_nonfinite else count_nonfinite(array, tensor.dtype)
+            if bad:
+                raise Pt2MsError(f"{tensor.source}: {name!r} holds {bad} NaN/Inf value(s) of "
+                                 f"{array.size} (rerun with --allow-nonfinite to convert anyway)")
+        array, overflow = cast(transforms.apply(step.ops, arrays), sources[0].dtype, step.dtype)
+        if overflow and not allow_overflow:
+            raise Pt2MsError(f"{sources[0].source}: casting {step.torch_names[0]!r} to {step.dtype} overflows "
+                             f"{overflow} value(s) to inf; pick a wider dtype or pass --allow-overflow")
+        if overflow:
+            stats["overflow"][step.ms_name] = overflow
+        stats["bytes"] += array.nbytes
+        yield array
+
+
+def convert(config, output_format="ckpt", cast_to=None, allow_nonfinite=False, allow_overflow=False):
+    """Stage 3: write outputs/<name>/<name>.<format>; returns a summary dict."""
+    started = time.perf_counter()
+    map_data = read_map(config.map_path)
+    targets = target_rows(config)
+    tensors = open_torch_checkpoint(config.torch.checkpoint, config.torch.state_dict_key, config.torch.trust_pickle)
+    steps, left = plan(map_data, config.map_path, targets, tensors, cast_to)
+    if not steps:
+        raise Pt2MsError(f"{config.map_path}: no entry maps a PyTorch tensor; nothing to convert")
+    path = config.output_dir / f"{config.name}.{output_format}"
+    empty = [step for step in steps if 0 in step.shape]
+    if empty and output_format == "ckpt":
+        raise Pt2MsError(f"{config.map_path}: {empty[0].ms_name!r} has no elements (shape {list(empty[0].shape)}), which a "
+                         ".ckpt cannot store (it reads back as a scalar); set its entry to null or use --format safetensors")
+    remove_stale_parts(path)
+    stats = {"overflow": {}, "bytes": 0}
+    specs = [(step.ms_name, step.dtype, step.shape) for step in steps]
+    arrays = _produce(steps, tensors, allow_nonfinite, allow_overflow, stats)
+    if output_format == "safetensors":
+        crc = write_safetensors(path, specs, arrays, metadata={"format": "ms", "converted_by": "pt2ms"})
+    else:
+        crc = write_ckpt(path, specs, arrays)
+    checked = check_file(path, crc, specs)
+    used = {name for step in steps for name in step.torch_names}
+    ignored_torch = set(map_data.get("ignored", {}).get("torch", {}))
+    return {"path": path, "converted": len(steps), "left": left, "bytes": stats["bytes"],
+            "unused": [name for name in tensors if name not in used and name not in ignored_torch],
+            "ignored_torch": sorted(ignored_torch & set(tensors)), "overflow": stats["overflow"],
+            "checked": checked, "seconds": time.perf_counter() - started}

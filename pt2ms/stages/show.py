@@ -1,0 +1,53 @@
+"""Stage 1: both sides' parameter inventories (name, shape, dtype, owning layer, order, settings) as CSV and txt."""
+
+from pt2ms.errors import Pt2MsError
+from pt2ms.formats.checkpoint import open_ms_checkpoint, open_torch_checkpoint
+from pt2ms.formats.inventory import from_checkpoint, inventory_texts, write_inventory
+from pt2ms.running.build import build_ms_model, build_torch_model
+from pt2ms.running.layer_facts import add_facts, ms_facts, torch_facts
+from pt2ms.running.model_rows import add_ms_layer_types, add_torch_layer_types, from_ms_model
+from pt2ms.running.models import make_inputs
+
+
+def show(config):
+    """Stage 1: write both sides' inventories to outputs/<name>/; returns {side: (rows, csv, txt)}."""
+    tensors = open_torch_checkpoint(config.torch.checkpoint, config.torch.state_dict_key, config.torch.trust_pickle)
+    torch_rows = from_checkpoint(tensors)
+    # Both models run once on the [verify] inputs with their own initial weights: the order their layers run
+    # in is the position stage 2 uses (a checkpoint's key order may be alphabetical).
+    warnings = []
+    try:
+        inputs = make_inputs(config.verify.inputs, config.verify.seed) if config.verify.inputs else []
+    except Pt2MsError as error:  # stage 4 refuses such inputs; stage 1 only loses the execution order
+        inputs = []
+        warnings.append(f"{error}: no execution order")
+    if config.torch.model:
+        model = build_torch_model(config)
+        add_torch_layer_types(torch_rows, model)
+        facts = torch_facts(model, inputs)
+        add_facts(torch_rows, facts)
+        warnings.append(facts.warning)
+    # A template's names are what the target checkpoint must hold; a model adds layer types, paths and order.
+    ms_model_rows = None
+    if config.mindspore.model:
+        net = build_ms_model(config)
+        facts = ms_facts(net, inputs)
+        ms_model_rows = add_facts(from_ms_model(net), facts)
+        warnings.append(facts.warning)
+    for warning in filter(None, warnings):
+        print(f"warning: {warning}")
+    if config.mindspore.template:
+        ms_rows = from_checkpoint(open_ms_checkpoint(config.mindspore.template))
+        if ms_model_rows:
+            add_ms_layer_types(ms_rows, ms_model_rows)
+        ms_source = f"template {config.mindspore.template}"
+    else:
+        ms_rows, ms_source = ms_model_rows, f"model {config.mindspore.model}"
+    out = config.output_dir
+    sides = {"torch": (torch_rows, out / "torch_params", f"PyTorch {config.torch.checkpoint}", config.torch.checkpoint),
+             "mindspore": (ms_rows, out / "ms_params", f"MindSpore {ms_source}",
+                           config.mindspore.template or config.mindspore.model)}
+    # Both sides' texts first: a name that cannot be written refuses the run before any file changes.
+    texts = {side: inventory_texts(rows, title, where) for side, (rows, _, title, where) in sides.items()}
+    return {side: (rows, *write_inventory(rows, stem, title, texts[side]))
+            for side, (rows, stem, title, _) in sides.items()}

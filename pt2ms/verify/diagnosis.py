@@ -1,0 +1,310 @@
+"""Stage 4's diagnosis: from the rows of compared pairs, the map, and the settings, the cause in words.
+
+Candidate causes, from most to least certain:
+  map            a map entry reads another layer's tensor, or two same-shaped layers are paired crosswise
+                 (their order contradicts the map), or a block differs around a transformed, edited or
+                 uncertain entry while every paired layer in it agrees alone and none has a setting that differs;
+  order          the two models apply parameter-free operations in another order;
+  in layer       fed PyTorch's inputs, a layer (with or without parameters) misses by more than one float32
+                 operation costs; a setting that differs on it is named;
+  between layers a layer's inputs differ while every layer producing them agrees: the functional calls and
+                 unpaired modules on that path (PyTorch's side) are named;
+  in block       a block differs alone far more than its paired layers do, and nothing points at the map: said
+                 as "not sure", with the candidates (its own layers that differ or are set up differently, its
+                 inline operations, a block cut differently, the map entries inside it); ranked after layers;
+  setting        a setting that changes the math differs (BatchNorm momentum only shows in training);
+  accumulated    every layer agrees alone, and errors grow with depth (said only then);
+  after layers   every paired layer agrees, the outputs do not.
+"""
+
+import math
+
+from pt2ms.running import compare
+from pt2ms.verify.layer_compare import BOUNDARY, inputs_agree, producers_agree
+from pt2ms.verify.pairing import entries_text
+
+HINTS = {
+    "norm": "normalisation layers usually differ in epsilon (MindSpore LayerNorm defaults to 1e-7, PyTorch 1e-5) "
+            "or momentum, or their gamma/beta/mean/variance are swapped",
+    "conv": "convolutions usually differ in padding (MindSpore defaults to pad_mode='same'), stride, dilation, "
+            "groups or a missing bias, or the map feeds them the wrong kernel",
+    "dense": "dense layers usually get a transposed or swapped weight, or lack a bias",
+    "linear": "dense layers usually get a transposed or swapped weight, or lack a bias",
+    "embed": "embeddings usually get the wrong table or padding index",
+    "gelu": "GELU differs in its approximation (MindSpore's nn.GELU defaults to tanh, PyTorch's to exact erf)",
+    "pool": "pooling usually differs in padding (pad_mode='same' pads after only), ceil_mode or count_include_pad",
+    "upsample": "resizing usually differs in mode or align_corners",
+    "resize": "resizing usually differs in mode or align_corners",
+}
+# What each setting is, in words a person reads.
+SETTING_WORDS = {
+    "approximate": "GELU approximation", "eps": "epsilon (eps)", "padding": "padding", "momentum":
+    "BatchNorm momentum (in PyTorch's convention; MindSpore stores 1 - momentum)", "stride": "stride",
+    "dilation": "dilation", "groups": "groups", "ceil_mode": "ceil_mode", "count_include_pad": "count_include_pad",
+    "norm_axis": "normalised axes", "mode": "resize mode", "align_corners": "align_corners",
+    "activation": "built-in activation", "bias": "bias", "p": "dropout probability",
+    "padding_mode": "padding mode", "kernel_size": "kernel size", "negative_slope": "negative slope",
+    "dim": "axis",
+}
+# How certain each kind of cause is: the first rank found wins, within a rank the largest error (a resize that
+# costs 1e-1 is named before a GELU that costs 1e-4, wherever each sits).
+# A block that differs alone with no evidence of its map is the least checked: it ranks after every layer.
+CAUSE_RANK = {"map": 0, "order": 1, "in layer": 2, "between layers": 2, "in block": 3, "setting": 4}
+LOW_CONFIDENCE = 0.9
+# Settings that act in training only: inference cannot show them, so they are a cause on their own. Any other
+# setting is named where a layer computes something else; alone it may be compensated elsewhere in the port.
+TRAINING_SETTINGS = {"momentum", "p"}
+
+
+def hint(row):
+    kind = (row["mindspore_type"] + row["torch_type"]).lower()
+    for key, text in HINTS.items():
+        if key in kind:
+            return text
+    return "check the layer's settings and the map entries that feed it"
+
+
+def error_words(metric):
+    """How far apart two sets of values are, in words: their sizes when those differ, else the error figures."""
+    if "size_ms" in metric:  # set by compare.metrics only for values of different sizes
+        return f"{metric['size_ms']} values where PyTorch has {metric['size_torch']}"
+    return f"relative error {metric['relative']:.2e}, cosine {metric['cosine']:.6f}"
+
+
+def settings_words(found):
+    """'GELU approximation: MindSpore 'tanh', PyTorch 'none'' for each differing setting."""
+    return "; ".join(f"{SETTING_WORDS.get(item['setting'], item['setting'])}: MindSpore {item['mindspore_value']!r}, "
+                     f"PyTorch {item['torch_value']!r}" for item in found)
+
+
+def _name(row):
+    return f"`{row['torch']}` ({row['torch_type']}; MindSpore `{row['mindspore']}`, {row['mindspore_type']})"
+
+
+def _magnitude(metric):
+    if metric.get("sizes_differ"):
+        return 1.0
+    value = metric.get("relative")
+    return math.inf if value is None else value
+
+
+def _in_layer(row, settings):
+    isolated = row.get("isolated", {})
+    own = isolated if isolated.get("verdict") == "differ" else row
+    found = settings.get(row["torch"], [])
+    why = f"its settings differ: {settings_words(found)}" if found else hint(row)
+    sentence = f"{_name(row)} computes something else" + (f": {settings_words(found)}." if found else ".")
+    text = (f"The models part at {_name(row)}: fed the same inputs as PyTorch, its output differs "
+            f"({error_words(own)}), more than one float32 operation costs ({compare.OP_TOLERANCE:g}). "
+            f"This layer computes something else: {why}.")
+    return {"kind": "in layer", "torch": row["torch"], "mindspore": row["mindspore"], "error": _magnitude(own),
+            "settings": found, "sentence": sentence, "text": text}
+
+
+def _between(row):
+    producers = list(row.get("from", []))
+    through = row.get("through", [])
+    where = ", ".join(f"`{name}`" for name in producers)
+    ops = ", ".join(f"`{step}`" for step in through) if through else \
+        "operations written inline in forward()/construct() that the recording does not name (arithmetic, reshapes)"
+    agreed = "is the same" if producers == ["input"] else "agrees" if len(producers) == 1 else "agree"
+    sentence = (f"The inputs of {_name(row)} differ although what produces them ({where}) {agreed}: "
+                f"the difference arises in between, in {ops}.")
+    text = (f"The models part before {_name(row)}: its inputs already differ ({error_words(row['inputs'])}) while "
+            f"the outputs of {where}, which feed it, {agreed}. On PyTorch's side the data passes through {ops}; "
+            f"compare them with what the port does there (padding, pooling mode, resize mode and align_corners, "
+            f"activation, reshapes).")
+    return {"kind": "between layers", "torch": row["torch"], "mindspore": row["mindspore"],
+            "error": _magnitude(row["inputs"]), "between": through, "sentence": sentence, "text": text}
+
+
+def _in_block(row, rows, links, calls, settings):
+    """A block that differs alone: the map inside it when the evidence points there (every paired layer in it
+    agrees alone and none has a setting that differs), else a cause nobody checked, said as such."""
+    prefix_torch, prefix_ms = row["torch"] + ".", row["mindspore"] + "."
+    children = [r for r in rows if r["kind"] != "block" and r["torch"].startswith(prefix_torch)]
+    worst_child = max((_magnitude(r["isolated"]) for r in children
+                       if r.get("isolated", {}).get("compared") or r.get("isolated", {}).get("sizes_differ")),
+                      default=0.0)
+    own = _magnitude(row["isolated"])
+    if own <= 10 * worst_child:
+        return None  # the block's error is its layers' own
+    inside = [link for link in links if link["cell"] == row["mindspore"] or link["cell"].startswith(prefix_ms)]
+    # Hand edits first, then transformed entries (a fused layout), then the least certain.
+    suspects = sorted([link for link in inside if link.get("edited") or link["pieces"] or link["transform"] or
+                       link["confidence"] < LOW_CONFIDENCE],
+                      key=lambda link: (not link.get("edited"), not link["pieces"], link["confidence"]))
+    ops = list(dict.fromkeys(label for context, label in calls
+                             if context == row["torch"] or context.startswith(prefix_torch)))
+    differing = [r for r in children if r.get("isolated", {}).get("verdict") == "differ"]
+    set_apart = [item for r in children for item in settings.get(r["torch"], [])]
+    evidence = (f"The block {_name(row)} differs when run alone on PyTorch's inputs ({error_words(row['isolated'])}) "
+                f"far more than any paired layer inside it does alone (largest {worst_child:.2e}).")
+    if suspects and not differing and not set_apart:
+        sentence = (f"The map entries inside `{row['mindspore']}` most likely give it the wrong tensors or layout: "
+                    f"{entries_text(suspects[:3])}.")
+        text = (f"{evidence} Isolation pairs its layers through the same map, so a wrong entry hides from them: "
+                f"check the entries inside it, least certain first: {entries_text(suspects[:5])}"
+                + (f"; else its parameter-free operations: {', '.join(f'`{op}`' for op in ops)}." if ops else "."))
+        return {"kind": "map", "torch": row["torch"], "mindspore": row["mindspore"], "error": own,
+                "entries": [link["ms"] for link in suspects], "sentence": sentence, "text": text}
+    # Nothing here checks one cause: name the candidates, most likely first.
+    named = ", ".join(f"`{op}`" for op in ops) if ops else "operations written inline in its forward()/construct()"
+    candidates = [f"its operations between paired layers ({named})",
+                  "a block cut differently in the two models (one includes a residual add or an activation the "
+                  "other leaves outside)"]
+    if differing or set_apart:
+        own_layers = ", ".join(dict.fromkeys(f"`{r['torch']}`" for r in differing)) or \
+            ", ".join(dict.fromkeys(f"`{item['torch']}`" for item in set_apart))
+        candidates.insert(0, f"its own layers that compute something else ({own_layers}"
+                             + (f"; {settings_words(set_apart[:3])}" if set_apart else "") + ")")
+    if suspects or inside:
+        candidates.append(f"the map entries inside it ({entries_text((suspects or inside)[:3])})")
+    sentence = f"Not sure why `{row['torch']}` differs alone; candidates: {'; '.join(candidates)}."
+    text = f"{evidence} Nothing checked names one cause here. Candidates, most likely first: {'; '.join(candidates)}."
+    return {"kind": "in block", "torch": row["torch"], "mindspore": row["mindspore"], "error": own,
+            "between": ops, "sentence": sentence, "text": text}
+
+
+def _inner_differs(row, rows):
+    """Whether a paired layer inside this one (a layer that owns parameters and holds others: ConvNeXt's block
+    with its layer scale) differs alone: then that inner layer, not this one, is where the models part."""
+    prefix = row["torch"] + "."
+    return any(other["kind"] != "block" and other["torch"].startswith(prefix)
+               and other.get("isolated", {}).get("verdict") == "differ" for other in rows)
+
+
+def _jumps(row, before):
+    """Whether a layer's inputs differ far more than the previous layer's output did: a step, not a drift."""
+    if row["inputs"].get("sizes_differ") or before is None:
+        return True
+    return before["verdict"] in compare.AGREEMENT and \
+        _magnitude(row["inputs"]) > 10 * max(_magnitude(before), compare.EXACT)
+
+
+def _map_cause(problems):
+    first = problems[0]
+    more = f" ({len(problems) - 1} more listed under map problems)" if len(problems) > 1 else ""
+    return {"kind": "map", "torch": first["torch"], "mindspore": first["mindspore"], "error": math.inf,
+            "entries": [name for problem in problems for name in problem.get("entries", [])],
+            "sentence": f"The map is wrong: {first['text']}.",
+            "text": f"The map pairs the models wrongly: {first['text']}{more}. Fix the entries in the map, rerun "
+                    "3_pth2ckpt.py and verify again."}
+
+
+def _order_cause(problems):
+    first = problems[0]
+    return {"kind": "order", "torch": first["torch"], "mindspore": first["mindspore"], "error": math.inf,
+            "sentence": f"The two models apply operations in another order: {first['text']}.",
+            "text": f"The models part where the order of operations differs: {first['text']}."}
+
+
+def _setting_cause(settings_differ):
+    first = settings_differ[0]
+    where = f"`{first['torch']}` ({first['torch_type']}; MindSpore `{first['mindspore']}`)"
+    sentence = f"{where} is set up differently: {settings_words([first])}."
+    text = (f"{sentence} This run's numbers may not show it (BatchNorm momentum and dropout only act in training), "
+            "but the two layers do not compute the same thing.")
+    return {"kind": "setting", "torch": first["torch"], "mindspore": first["mindspore"], "error": 0.0,
+            "settings": [first], "sentence": sentence, "text": text}
+
+
+def causes(rows, settings_differ, map_problems, order_problems, links, calls, tolerance):
+    """Every candidate cause found, as dicts with kind, torch, mindspore, error, sentence and text."""
+    by_torch = {row["torch"]: row for row in rows if row["kind"] != "block"}
+    settings = {}
+    for item in settings_differ:
+        settings.setdefault(item["torch"], []).append(item)
+    found, previous = [], None
+    for row in rows:
+        if row["verdict"] in ("not compared", BOUNDARY):
+            continue
+        isolated = row.get("isolated", {})
+        if row["kind"] != "block":
+            previous, before = row, previous
+        if row["kind"] == "block":
+            if isolated.get("verdict") == "differ":
+                block = _in_block(row, rows, links, calls, settings)
+                found += [block] if block else []
+            continue
+        if isolated.get("verdict") == "differ" or (not isolated.get("compared") and row["verdict"] == "differ"
+                                                   and inputs_agree(row)):
+            if not _inner_differs(row, rows):  # else the layer inside it that differs is the cause
+                found.append(_in_layer(row, settings))
+        elif not inputs_agree(row) and row["inputs"].get("compared", 0) + row["inputs"].get("sizes_differ", 0) \
+                and compare.verdict(row["inputs"], tolerance) == "differ":
+            if producers_agree(row, by_torch):
+                found.append(_between(row))
+            elif "?" in row.get("from", ["?"]) and _jumps(row, before):
+                # The data flow is unknown here: the layer that ran just before stands in for its producer.
+                found.append(_between({**row, "from": [before["torch"]] if before else ["input"]}))
+    numeric = bool(found) or any(row["verdict"] == "differ" for row in rows)
+    if map_problems and numeric:
+        found.insert(0, _map_cause(map_problems))
+    if order_problems and numeric:
+        found.insert(0, _order_cause(order_problems))
+    training = [item for item in settings_differ if item["setting"] in TRAINING_SETTINGS]
+    if not found and training:
+        found.append(_setting_cause(training))
+    return found
+
+
+def first_divergence(found, rows, settings_differ, outputs_differ):
+    """The one cause to name first (None when nothing differs), with the setting at or before it."""
+    if found:
+        # At equal error a layer is named before the block around it.
+        best = min(found, key=lambda cause: (CAUSE_RANK[cause["kind"]], -cause["error"], cause["kind"] == "in block"))
+        others = [cause for cause in found if cause is not best]
+        best = dict(best)
+        _with_setting_before(best, rows, settings_differ)
+        if others:
+            best["also"] = [cause["sentence"] for cause in others[:5]]
+        return _with_after(best, rows)
+    unit_rows = [row for row in rows if row["kind"] != "block"]
+    if any(row["verdict"] == "differ" for row in unit_rows):
+        first = next(row for row in unit_rows if row["verdict"] == "differ")
+        worst = max((_magnitude(r["isolated"]) for r in unit_rows if r.get("isolated", {}).get("compared")), default=0.0)
+        sentence = "Every layer agrees when fed PyTorch's inputs; float32 rounding grows with depth."
+        text = (f"No single place computes differently: errors grow gradually and first leave tolerance at "
+                f"{_name(first)} ({error_words(first)}), while every layer, with or without parameters, agrees alone "
+                f"to float32 noise (largest isolated error {worst:.2e}, at most {compare.OP_TOLERANCE:g} allowed). "
+                "This is float32 rounding accumulated over depth.")
+        return _with_after({"kind": "accumulated", "torch": first["torch"], "mindspore": first["mindspore"],
+                            "error": 0.0, "sentence": sentence, "text": text}, rows)
+    if outputs_differ:
+        last = unit_rows[-1]["torch"] if unit_rows else "the first layer"
+        sentence = f"Every paired layer agrees but the outputs differ: the difference arises after `{last}`."
+        return {"torch": None, "mindspore": None, "kind": "after layers", "error": 0.0, "sentence": sentence,
+                "after": last if unit_rows else None,
+                "text": f"{sentence} Look at operations that own no parameters there (pooling, activation, reshape, "
+                        "the output head's post-processing)."}
+    return None
+
+
+def _with_setting_before(cause, rows, settings_differ):
+    """Name the setting that differs at the cause's layer or before it, when the cause does not already."""
+    if cause.get("settings") or not settings_differ or cause["kind"] == "setting":
+        return
+    position = {row["torch"]: index for index, row in enumerate(rows)}
+    alone = {row["torch"]: row.get("isolated", {}).get("verdict") for row in rows}
+    at = position.get(cause.get("torch"), len(rows))
+    # Only settings of layers not shown to agree alone: those may be where the difference comes from.
+    before = [item for item in settings_differ if position.get(item["torch"], len(rows)) <= at
+              and alone.get(item["torch"]) not in compare.AGREEMENT]
+    if before:
+        cause["settings"] = before
+        words = "; ".join(f"`{item['torch']}` {settings_words([item])}" for item in before[:3])
+        cause["text"] += f" A setting that changes the math differs at or before this point: {words}."
+        cause["sentence"] = cause["sentence"].rstrip(".") + f" (setting at or before it: {words})."
+
+
+def _with_after(cause, rows):
+    """The last layer before the cause's that agreed in the full run ("after": None when none did)."""
+    after = None
+    for row in rows:
+        if row["torch"] == cause.get("torch"):
+            break
+        if row["kind"] != "block" and row["verdict"] in compare.AGREEMENT:
+            after = row["torch"]
+    cause["after"] = after
+    return cause

@@ -1,0 +1,162 @@
+"""Stage 4's layer comparison: every pair recorded in one pass per side, compared, and run alone.
+
+A pair's row holds its output error in the full run, the error of the inputs it was handed, and its error
+*isolated*: the MindSpore cell fed the inputs its PyTorch partner saw. Layers are judged in isolation
+against what one float32 operation costs (compare.OP_TOLERANCE), blocks against the model's tolerance.
+PyTorch's recording also follows the data, so each row knows which paired layers produced its inputs
+(`from`), through which functional calls and unpaired modules (`through`), and which consume its output.
+"""
+
+import numpy as np
+from tqdm import tqdm
+
+from pt2ms.running import compare
+from pt2ms.running.isolation import run_ms_cell
+from pt2ms.running.recording import ROOT, record_ms, record_torch
+
+BOUNDARY = "boundary differs"
+# Inputs closer than this count as the same inputs when telling a layer's own error from an inherited one.
+INPUTS_TOLERANCE = 1e-4
+
+
+def _joined(arrays):
+    if not arrays:
+        return np.zeros(0)
+    return np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1) for a in arrays])
+
+
+def layer_metric(ms_arrays, torch_arrays):
+    """Metrics over all of a layer's arrays joined; arrays that changed size are a difference, not a skip."""
+    extra = len(ms_arrays) - len(torch_arrays)
+    common = min(len(ms_arrays), len(torch_arrays))
+    if extra and common and all(np.shape(a) == np.shape(b) for a, b in zip(ms_arrays, torch_arrays)):
+        # One side returns more (MindSpore's VocabEmbedding also returns its table): compare what both return.
+        ms_arrays, torch_arrays = ms_arrays[:common], torch_arrays[:common]
+    metric = compare.metrics(_joined(ms_arrays), _joined(torch_arrays))
+    shapes = [list(np.shape(x)) for x in ms_arrays], [list(np.shape(x)) for x in torch_arrays]
+    if not metric.get("sizes_differ") and metric.get("compared") and shapes[0] != shapes[1]:
+        # The same number of values in another layout (a patch-embedding conv against a dense on patches):
+        # compared as sorted values, which agree when they are the same numbers rearranged.
+        metric = compare.metrics(np.sort(_joined(ms_arrays)), np.sort(_joined(torch_arrays)))
+        metric.update(layouts_differ=True, shape_ms=shapes[0], shape_torch=shapes[1],
+                      note=f"layouts differ (MindSpore {shapes[0]}, PyTorch {shapes[1]}): compared as sorted values")
+    if extra and len(ms_arrays) == common:
+        metric["note"] = f"compared the first {common} of {common + abs(extra)} arrays: only " \
+                         f"{'MindSpore' if extra > 0 else 'PyTorch'} returns the rest"
+    if metric.get("sizes_differ"):
+        # The joined arrays' shapes say nothing; each array's shape shows where the sizes part.
+        metric["shape_ms"] = [list(np.shape(x)) for x in ms_arrays]
+        metric["shape_torch"] = [list(np.shape(x)) for x in torch_arrays]
+    return metric
+
+
+def _compared(ms_record, torch_record, tolerance):
+    """A row's output metrics, its inputs' metrics and its verdict; inputs that changed size make it differ."""
+    row = layer_metric(ms_record.output, torch_record.output)
+    row["output_verdict"] = compare.verdict(row, tolerance)  # the output alone, whatever the inputs' sizes
+    row["inputs"] = layer_metric(ms_record.inputs, torch_record.inputs)
+    changed = {what: metric for what, metric in (("inputs", row["inputs"]), ("outputs", row))
+               if metric.get("sizes_differ")}
+    if changed:
+        row["sizes_differ"] = True
+        shapes = [f"{what} MindSpore {metric['shape_ms']}, PyTorch {metric['shape_torch']}"
+                  for what, metric in changed.items()]
+        row["note"] = "changed size: " + "; ".join(shapes)
+    row["verdict"] = compare.verdict(row, tolerance)
+    return row
+
+
+def _isolated(cell, torch_record, judged_by):
+    alone = run_ms_cell(cell, torch_record.inputs)
+    if alone is None:
+        return {"compared": 0, "verdict": "not compared", "note": "the cell does not take the PyTorch module's inputs"}
+    metric = layer_metric(alone, torch_record.output)
+    metric["verdict"] = compare.verdict(metric, judged_by)
+    return metric
+
+
+def compare_pairs(model, net, inputs, pairs, tolerance, isolate=True):
+    """Rows for [(cell, module, kind)] in PyTorch execution order (kind: layer, parameter-free, block),
+    and PyTorch's recording (order, functional calls between layers)."""
+    modules, cells = dict(model.named_modules()), dict(net.cells_and_names())
+    units = {module for _, module, what in pairs if what != "block"}
+    torch_rec, _ = record_torch(model, inputs, {module for _, module, _ in pairs}, units=units)
+    ms_rec, _ = record_ms(net, inputs, {cell for cell, _, _ in pairs})
+    position = torch_rec.position()
+    rows = []
+    ordered = sorted((item for item in pairs if item[1] in torch_rec.records), key=lambda item: position[item[1]])
+    for cell, module, what in tqdm(ordered, desc="layers", unit="layer", leave=False, disable=None):
+        torch_record, ms_record = torch_rec.records[module], ms_rec.records.get(cell)
+        row = {"torch": module, "mindspore": cell, "kind": what, "torch_type": type(modules[module]).__name__,
+               "mindspore_type": type(cells[cell]).__name__, "calls": torch_record.calls}
+        if module in torch_rec.feeds:
+            producers = sorted(set().union(*[p for p, _ in torch_rec.feeds[module]])) if torch_rec.feeds[module] else []
+            row["from"] = producers
+            row["through"] = list(dict.fromkeys(step for _, steps in torch_rec.feeds[module] for step in steps))
+        if ms_record is None:
+            row.update(compared=0, verdict="not compared", note="the MindSpore cell never ran")
+        else:
+            row.update(_compared(ms_record, torch_record, tolerance))
+            if isolate:
+                row["isolated"] = _isolated(cells[cell], torch_record,
+                                            tolerance if what == "block" else compare.OP_TOLERANCE)
+        rows.append(row)
+    _mark_boundaries(rows)
+    return rows, torch_rec
+
+
+def consumers(rows):
+    """{torch path: [rows whose inputs it produced]} from the data flow."""
+    found = {}
+    for row in rows:
+        for producer in row.get("from", []):
+            found.setdefault(producer, []).append(row)
+    return found
+
+
+def inputs_agree(row):
+    inputs = row.get("inputs", {})
+    return bool(inputs.get("compared")) and compare.verdict(inputs, INPUTS_TOLERANCE) != "differ"
+
+
+def _mark_boundaries(rows):
+    """A layer that computes something else on its own, fed the same inputs, while every layer consuming its
+    output is handed inputs that agree, only draws its boundary elsewhere.
+
+    E.g. MindSpore's Dense(activation=GELU) includes the activation PyTorch applies after its Linear, and
+    timm's BatchNormAct2d the activation a port applies as a separate layer: the outputs differ, yet nothing
+    downstream does. Such layers are marked, not reported as divergence.
+    """
+    units = [row for row in rows if row["kind"] != "block"]
+    fed = consumers(units)
+    for row in rows:
+        if row.get("isolated", {}).get("verdict") != "differ":
+            continue
+        if row.get("output_verdict") in compare.AGREEMENT and not inputs_agree(row):
+            # Fed other inputs it gives the same outputs: the work before it is split differently (MindSpore's
+            # nn.Pad then a valid max pool, where PyTorch pads inside the pool).
+            row["verdict"] = BOUNDARY
+            row["note"] = ("its inputs differ yet its output agrees: the two sides split the work before it "
+                           "differently (e.g. padding applied by a separate layer)")
+            continue
+        if row["kind"] == "block":
+            inside = {unit["torch"] for unit in units if unit["torch"].startswith(row["torch"] + ".")}
+            following = [after for name in inside for after in fed.get(name, []) if after["torch"] not in inside]
+        else:
+            following = fed.get(row["torch"], [])
+        if inputs_agree(row) and following and all(inputs_agree(after) for after in following):
+            row["verdict"] = BOUNDARY
+            row["note"] = ("output differs but the inputs of every layer that consumes it agree: the two sides "
+                           "split the work differently here (e.g. an activation fused into the layer, a block "
+                           "that ends before or after a residual add)")
+
+
+def producers_agree(row, by_torch):
+    """Whether every paired layer whose output feeds `row` agrees in the full run (the model's input does)."""
+    producers = row.get("from")
+    if not producers or "?" in producers:
+        return False
+    # A layer called more than once (HF ViT's one dropout after attention and after the MLP) is compared on
+    # its first call only: its agreement says nothing of the call that fed this row.
+    return all(name == ROOT or by_torch.get(name, {}).get("verdict") in compare.AGREEMENT + (BOUNDARY,)
+               and by_torch[name].get("calls", 1) <= 1 for name in producers)

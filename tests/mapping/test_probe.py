@@ -1,0 +1,186 @@
+"""Stage 2's probe and split pass end to end: mindformers 2.x fused layouts and an uneven split are mapped right
+with no hand edit (stages 1-2), converted (stage 3), verified `agree` (stage 4) and undone by --reverse bit for bit."""
+
+import json
+
+import pytest
+import torch
+
+from pt2ms.config import load_config
+from pt2ms.formats.checkpoint import open_torch_checkpoint
+from pt2ms.stages.reverse import reverse
+from tests import probe_pairs
+from tests.conftest import run_script, write_config
+from tests.mapping.test_zoo_pairs import _probe_state, _same_entry
+from tests.zoo_llm_pairs import GATE_UP_INTERLEAVE, qkv_interleave
+
+TOKENS = '[verify]\ninputs = [{ shape = [2, 6], dtype = "int64", high = 20 }]\n'
+
+
+def _project(tmp_path, name, ms_factory, inputs_line=TOKENS, ms_kwargs=""):
+    model = getattr(probe_pairs, f"{name}_torch")()
+    state = probe_pairs.seeded_state(model)
+    torch.save(state, tmp_path / f"{name}.pth")
+    config = write_config(tmp_path, name=name, torch_model=f"tests.probe_pairs:{name}_torch",
+                          ms_model=f"tests.probe_pairs:{ms_factory}", checkpoint=f"{name}.pth")
+    text = config.read_text().replace("[verify]\ninputs = [[2, 3, 8, 8]]\n", inputs_line)
+    if ms_kwargs:
+        text = text.replace(f'model = "tests.probe_pairs:{ms_factory}"\n',
+                            f'model = "tests.probe_pairs:{ms_factory}"\nkwargs = {ms_kwargs}\n')
+    config.write_text(text)
+    return config, model, state
+
+
+def _stages_1_and_2(config):
+    assert run_script("1_show.py", "--config", str(config))[0] == 0
+    code, stdout, stderr = run_script("2_build_map.py", "--config", str(config))
+    assert code == 0, stderr
+    return stdout, json.loads((config.parent / "maps" / f"{config.stem}.json").read_text())
+
+
+def _stages_3_4_and_back(config, state):
+    code, stdout, stderr = run_script("3_pth2ckpt.py", "--config", str(config))
+    assert code == 0, stderr
+    code, stdout, stderr = run_script("4_verify.py", "--config", str(config))
+    report = json.loads((config.parent / "outputs" / config.stem / "verify.json").read_text())
+    assert code == 0 and report["agree"] is True, stdout
+    summary = reverse(load_config(config), output_format="safetensors")
+    back = open_torch_checkpoint(summary["path"])
+    mapping = json.loads((config.parent / "maps" / f"{config.stem}.json").read_text())
+    # all but ignored (num_batches_tracked) and unused (a tied head the port reads from its embedding) come back
+    assert set(state) - set(back) == set(summary["ignored_torch"]) | set(mapping["unused_torch"])
+    for name, tensor in back.items():
+        assert tensor.read().tobytes() == state[name].numpy().tobytes(), name
+
+
+def _assert_entries(mapping, model, expected):
+    probe = _probe_state(model)
+    for name, value in expected.items():
+        assert _same_entry(mapping["map"][name], value, probe), (name, mapping["map"][name], value)
+        assert mapping["found"][name]["method"] == "probed"
+        assert any(c["error"] not in (None, "not comparable") and c["error"] > 1e-2
+                   for c in mapping["found"][name]["candidates"]), "the wrong layouts were tried and refused"
+
+
+def test_gqa_qkv_with_bias_and_gate_up_from_separate_projections(tmp_path):
+    config, model, state = _project(tmp_path, "qwen2", "qwen2_mindformers")
+    stdout, mapping = _stages_1_and_2(config)
+    assert "probe: " in stdout and " 0 undecided" in stdout
+    layer = "model.layers.1"
+    qkv = [f"{layer}.self_attn.{p}_proj" for p in "qkv"]
+    _assert_entries(mapping, model, {
+        f"{layer}.attention.w_qkv.weight": {"torch": [f"{n}.weight" for n in qkv], "transform": f"cat(0) | {qkv_interleave(2)}"},
+        f"{layer}.attention.w_qkv.bias": {"torch": [f"{n}.bias" for n in qkv], "transform": f"cat(0) | {qkv_interleave(2)}"},
+        f"{layer}.feed_forward.w_gate_hidden.weight": {"torch": [f"{layer}.mlp.gate_proj.weight", f"{layer}.mlp.up_proj.weight"],
+                                                       "transform": f"cat(0) | {GATE_UP_INTERLEAVE}"}})
+    _stages_3_4_and_back(config, state)
+
+
+def test_gqa_qkv_and_gate_up_from_fused_torch_layers(tmp_path):
+    config, model, state = _project(tmp_path, "phi3", "phi3_mindformers")
+    _, mapping = _stages_1_and_2(config)
+    layer = "model.layers.0"
+    _assert_entries(mapping, model, {
+        f"{layer}.attention.w_qkv.weight": {"torch": f"{layer}.self_attn.qkv_proj.weight", "transform": qkv_interleave(2)},
+        f"{layer}.attention.w_qkv.bias": {"torch": f"{layer}.self_attn.qkv_proj.bias", "transform": qkv_interleave(2)},
+        f"{layer}.feed_forward.w_gate_hidden.weight": {"torch": f"{layer}.mlp.gate_up_proj.weight",
+                                                       "transform": GATE_UP_INTERLEAVE}})
+    _stages_3_4_and_back(config, state)
+
+
+def test_uneven_split_of_a_fused_conv(tmp_path):
+    config, model, state = _project(tmp_path, "dpn", "dpn_mindspore", "[verify]\ninputs = [[2, 3, 8, 8]]\n")
+    _, mapping = _stages_1_and_2(config)
+    for block in ("block1", "block2"):
+        assert mapping["map"][f"{block}.c1x1_res.weight"] == {"torch": f"{block}.c1x1.weight", "transform": "slice(0, 0, 256)"}
+        assert mapping["map"][f"{block}.c1x1_dense.weight"] == {"torch": f"{block}.c1x1.weight", "transform": "slice(0, 256, 288)"}
+        assert mapping["map"][f"{block}.c1x1_dense.bias"] == {"torch": f"{block}.c1x1.bias", "transform": "slice(0, 256, 288)"}
+        assert mapping["found"][f"{block}.c1x1_res.bias"]["method"] == "probed"
+    assert mapping["unused_torch"] == []
+    _stages_3_4_and_back(config, state)
+
+
+def test_a_probe_that_cannot_decide_says_so_and_heads_the_review_list(tmp_path):
+    config, _, _ = _project(tmp_path, "dpn", "dpn_mindspore", "[verify]\ninputs = [[2, 3, 8, 8]]\n",
+                            ms_kwargs="{ broken = true }")
+    stdout, mapping = _stages_1_and_2(config)
+    first = list(mapping["map"])[:4]
+    assert all(mapping["found"][name]["confidence"] == 0.0 for name in first)
+    assert all("could not decide" in mapping["found"][name]["note"] for name in first)
+    assert {name.rpartition(".")[0].rpartition(".")[2] for name in first} == {"c1x1_res", "c1x1_dense"}
+    assert "could not decide" in stdout.split("review these first")[1].splitlines()[1]
+    assert all(c["error"] is not None for c in mapping["found"][first[0]]["candidates"])
+
+
+LLM_PAIRS = ["llama_hf_vs_mindformers", "llama_hf_vs_mindformers_qkv_concat", "llama_mha_hf_vs_mindformers_qkv_concat",
+             "qwen2_hf_vs_mindformers", "qwen2_hf_vs_mindformers_qkv_concat", "phi3_hf_vs_mindformers_qkv_concat"]
+
+
+def _zoo_pair_through_stage_2(tmp_path, pair_name):
+    """A zoo pair's two models in a config, run through stages 1 and 2: (pair, [wrong entries], map)."""
+    from tests.mapping.test_zoo_pairs import wrong_entries
+
+    pair = probe_pairs._zoo_pair(pair_name)
+    torch.save(probe_pairs.seeded_state(pair.torch_model), tmp_path / "w.pth")
+    config = write_config(tmp_path, name="zoo", torch_model="tests.probe_pairs:zoo_torch",
+                          ms_model="tests.probe_pairs:zoo_mindspore", checkpoint="w.pth")
+    inputs = ", ".join(f'{{ shape = {list(shape)}, dtype = "int64", high = {pair.token_vocab} }}'
+                       for shape in pair.example_inputs)
+    text = config.read_text().replace("inputs = [[2, 3, 8, 8]]", f"inputs = [{inputs}]")
+    for section in ("[torch]", "[mindspore]"):
+        text = text.replace(f"{section}\n", f'{section}\nkwargs = {{ pair = "{pair_name}" }}\n')
+    config.write_text(text)
+    _, mapping = _stages_1_and_2(config)
+    return [name for name, _, _ in wrong_entries(mapping["map"], pair)], mapping
+
+
+@pytest.mark.parametrize("pair_name", LLM_PAIRS)
+def test_zoo_llm_pairs_map_right_with_the_probe(tmp_path, pair_name):
+    """Stage 2 as a user runs it, both models in the config: every entry as the reference has it."""
+    wrong, mapping = _zoo_pair_through_stage_2(tmp_path, pair_name)
+    assert wrong == []
+    assert all(found["confidence"] > 0 for found in mapping["found"].values()), "an undecided probe"
+
+
+def test_t5_maps_right_but_for_one_entry_in_the_review_list(tmp_path):
+    """HF T5 vs mindformers: 47 of 48 as the reference names them; the other is in the review list."""
+    wrong, mapping = _zoo_pair_through_stage_2(tmp_path, "t5_hf_vs_mindformers")
+    assert len(wrong) <= 1
+    assert all(mapping["found"][name]["confidence"] < 0.9 for name in wrong)
+
+
+def test_alphabetical_safetensors_keys_do_not_swap_wq_and_wo(tmp_path):
+    """A model.safetensors lists k_proj, o_proj, q_proj, v_proj: file order is no evidence; running the blocks is."""
+    from safetensors.torch import save_file
+
+    from tests.mapping.test_zoo_pairs import wrong_entries
+
+    pair = probe_pairs._zoo_pair("llama_hf_vs_mindformers")
+    save_file({k: v.contiguous() for k, v in probe_pairs.seeded_state(pair.torch_model).items()},
+              str(tmp_path / "model.safetensors"))
+    config = write_config(tmp_path, name="st", torch_model="tests.probe_pairs:zoo_torch",
+                          ms_model="tests.probe_pairs:zoo_mindspore", checkpoint="model.safetensors")
+    text = config.read_text().replace("[verify]\ninputs = [[2, 3, 8, 8]]\n", TOKENS)
+    for section in ("[torch]", "[mindspore]"):
+        text = text.replace(f"{section}\n", f'{section}\nkwargs = {{ pair = "llama_hf_vs_mindformers" }}\n')
+    config.write_text(text)
+    _, mapping = _stages_1_and_2(config)
+    assert wrong_entries(mapping["map"], pair) == []
+    assert mapping["found"]["model.layers.0.attention.wq.weight"]["method"] == "probed"
+
+
+def test_split_pass_without_models_proposes_slices_in_declaration_order():
+    """No models in the config (a template): the heights add up, the order is the port's, the confidence says so."""
+    from pt2ms.mapping.matching import match
+    from pt2ms.mapping.splits import CONFIDENCE, propose_splits
+    from pt2ms.running.model_rows import from_ms_model, torch_model_rows
+    from pt2ms.stages.build_map import split_ignored
+
+    ms_rows, torch_rows, _ = split_ignored(from_ms_model(probe_pairs.dpn_mindspore()),
+                                           torch_model_rows(probe_pairs.dpn_torch()))
+    found = {item.ms_name: item for item in propose_splits(match(ms_rows, torch_rows), ms_rows, torch_rows)}
+    dense, res = found["block2.c1x1_dense.weight"], found["block2.c1x1_res.weight"]
+    assert (dense.torch, dense.transform) == ("block2.c1x1.weight", "slice(0, 0, 32)")  # declared first: wrong
+    assert (res.torch, res.transform) == ("block2.c1x1.weight", "slice(0, 32, 288)")
+    assert found["block1.c1x1_res.bias"].transform == "slice(0, 32, 288)"
+    assert dense.confidence == CONFIDENCE < 0.9 and "declaration order" in dense.note

@@ -36,6 +36,9 @@ def stage(args):
         print(f"  not verified: {reason}")
     if result["first_divergence"]:
         print(f"  {result['first_divergence']}")
+    for item in result.get("differs_in_training", []):
+        print(f"  differs in training only (not this verdict): `{item['torch']}` {item['setting']}: MindSpore "
+              f"{item['mindspore_value']!r}, PyTorch {item['torch_value']!r}")
     for line in train_report.summary(result.get("train")):
         print(line)
     return 0 if result["agree"] and result.get("train", {}).get("agree", True) else 1

@@ -29,8 +29,9 @@ class TorchConvNet(nn.Module):
 
 
 class MsConvNet(msnn.Cell):
-    def __init__(self, classes=3, pool_pad_mode="pad", bn_eps=1e-3):
+    def __init__(self, classes=3, pool_pad_mode="pad", bn_eps=1e-3, with_features=False):
         super().__init__()
+        self.with_features = with_features  # a port that also returns its pooled features
         # "same" pads only after (TF style) and "valid" not at all: both part from PyTorch's padding=1.
         pool = msnn.MaxPool2d(3, 2, pad_mode="pad", padding=1) if pool_pad_mode == "pad" else \
             msnn.MaxPool2d(3, 2, pad_mode=pool_pad_mode)
@@ -43,7 +44,9 @@ class MsConvNet(msnn.Cell):
         self.classifier = msnn.Dense(4, classes)
 
     def construct(self, x):
-        return self.classifier(self.norm(self.features(x).mean(axis=(2, 3))))
+        pooled = self.features(x).mean(axis=(2, 3))
+        logits = self.classifier(self.norm(pooled))
+        return (logits, pooled) if self.with_features else logits
 
 
 def torch_conv_net(classes=3, bn_eps=1e-3):
@@ -51,9 +54,10 @@ def torch_conv_net(classes=3, bn_eps=1e-3):
     return TorchConvNet(classes, bn_eps)
 
 
-def ms_conv_net(classes=3, pool_pad_mode="pad", bn_eps=1e-3):
-    """MindSpore port; pool_pad_mode="same"/"valid" or bn_eps=1e-5 (MindSpore's default) break it."""
-    return MsConvNet(classes, pool_pad_mode, bn_eps)
+def ms_conv_net(classes=3, pool_pad_mode="pad", bn_eps=1e-3, with_features=False):
+    """MindSpore port; pool_pad_mode="same"/"valid" or bn_eps=1e-5 (MindSpore's default) break it;
+    with_features returns (logits, features) where PyTorch returns the logits alone."""
+    return MsConvNet(classes, pool_pad_mode, bn_eps, with_features)
 
 
 # --- an embedding model: integer token ids in ------------------------------------------------------------

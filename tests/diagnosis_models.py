@@ -26,11 +26,11 @@ class TorchMlp(nn.Module):
 
 
 class MsMlp(msnn.Cell):
-    def __init__(self, tanh_gelu=False):
+    def __init__(self, tanh_gelu=False, drop_p=0.0):
         super().__init__()
         self.fc1, self.fc2 = msnn.Dense(8, 16), msnn.Dense(16, 4)
         self.act = msnn.GELU(approximate=tanh_gelu)  # mindcv keeps nn.GELU()'s default: tanh
-        self.drop = msnn.Dropout(p=0.0)
+        self.drop = msnn.Dropout(p=drop_p)  # a dropout rate copied wrong acts only in training
 
     def construct(self, x):
         return self.fc2(self.drop(self.act(self.fc1(x))))
@@ -40,8 +40,8 @@ def torch_mlp():
     return TorchMlp()
 
 
-def ms_mlp(tanh_gelu=False):
-    return MsMlp(tanh_gelu)
+def ms_mlp(tanh_gelu=False, drop_p=0.0):
+    return MsMlp(tanh_gelu, drop_p)
 
 
 # --- a conv stem: padding, pooling, resizing, normalisation settings ------------------------------------

@@ -19,7 +19,7 @@ from pt2ms.running import compare
 from pt2ms.running.models import load_ms, load_torch, make_inputs
 from pt2ms.running.recording import ForwardFailed, first_line, is_array, ms_numpy, record_ms, record_torch, torch_numpy
 from pt2ms.running.settings import paired_differences
-from pt2ms.verify.diagnosis import causes, first_divergence
+from pt2ms.verify.diagnosis import causes, first_divergence, output_mismatch, setting_effects
 from pt2ms.verify.layer_compare import BOUNDARY, compare_pairs
 from pt2ms.verify.pairing import (
     Flows,
@@ -302,7 +302,7 @@ def summarise(outputs, rows, found, settings_differ, layers_wanted, layers_paire
     """The verdict, why nothing was verified if so, the cause and where the models part."""
     reasons = _reasons(outputs, layers_wanted, layers_paired)
     outputs_differ = any(row["verdict"] == "differ" for row in outputs)
-    divergence = first_divergence(found, rows, settings_differ, outputs_differ)
+    divergence = first_divergence(found, rows, settings_differ, outputs_differ, output_mismatch(outputs))
     verdict = overall_verdict(outputs, reasons, divergence)
     units = [row for row in rows if row["kind"] != "block"]
     return {
@@ -314,6 +314,8 @@ def summarise(outputs, rows, found, settings_differ, layers_wanted, layers_paire
         "cause": divergence["sentence"] if divergence else None,
         "first_divergence": divergence["text"] if divergence else None,
         "first_divergence_detail": divergence,
+        # Training-only settings that differ: never the inference verdict, but named (and --train measures them).
+        "differs_in_training": [item for item in settings_differ if item.get("effect") == "training"],
     }
 
 
@@ -385,7 +387,7 @@ def verify(config, train=False):
         except ForwardFailed as failure:
             _failed(config, ckpt_path, batches, warnings, failure, "while recording layers")
         calls = torch_rec.calls
-    settings_differ = _explained_settings(found["settings_differ"], rows)
+    settings_differ = setting_effects(_explained_settings(found["settings_differ"], rows), rows)
     # A map problem the data flow does not confirm is worth showing only when something differs.
     numeric = any(row["verdict"] == "differ" for row in rows + outputs)
     map_problems = [problem for problem in found["map_problems"] if numeric or problem.get("confirmed")]

@@ -12,7 +12,8 @@ Candidate causes, from most to least certain:
   in block       a block differs alone far more than its paired layers do, and nothing points at the map: said
                  as "not sure", with the candidates (its own layers that differ or are set up differently, its
                  inline operations, a block cut differently, the map entries inside it); ranked after layers;
-  setting        a setting that changes the math differs (BatchNorm momentum only shows in training);
+  outputs        the models return other outputs (count, names, nesting) while those both give agree: the
+                 `[verify] outputs` line that pairs them is named;
   accumulated    every layer agrees alone, and errors grow with depth (said only then);
   after layers   every paired layer agrees, the outputs do not.
 """
@@ -49,11 +50,17 @@ SETTING_WORDS = {
 # How certain each kind of cause is: the first rank found wins, within a rank the largest error (a resize that
 # costs 1e-1 is named before a GELU that costs 1e-4, wherever each sits).
 # A block that differs alone with no evidence of its map is the least checked: it ranks after every layer.
-CAUSE_RANK = {"map": 0, "order": 1, "in layer": 2, "between layers": 2, "in block": 3, "setting": 4}
+CAUSE_RANK = {"map": 0, "order": 1, "in layer": 2, "between layers": 2, "in block": 3}
 LOW_CONFIDENCE = 0.9
-# Settings that act in training only: inference cannot show them, so they are a cause on their own. Any other
-# setting is named where a layer computes something else; alone it may be compensated elsewhere in the port.
+# Settings that act in training only: an inference run cannot show them, so they never make it "differ"; the
+# report lists them under "Differs in training" and `--train` measures them. Any other setting is named where a
+# layer computes something else, and shown as "equivalent here" where its layer agrees alone.
 TRAINING_SETTINGS = {"momentum", "p"}
+EFFECT_WORDS = {
+    "training": "acts in training only (inference cannot show it; `4_verify.py --train` measures it)",
+    "equivalent": "equivalent here: the layer, fed PyTorch's inputs, agrees alone",
+    "changes": "changes what the layer computes",
+}
 
 
 def hint(row):
@@ -199,22 +206,81 @@ def _order_cause(problems):
             "text": f"The models part where the order of operations differs: {first['text']}."}
 
 
-def _setting_cause(settings_differ):
-    first = settings_differ[0]
-    where = f"`{first['torch']}` ({first['torch_type']}; MindSpore `{first['mindspore']}`)"
-    sentence = f"{where} is set up differently: {settings_words([first])}."
-    text = (f"{sentence} This run's numbers may not show it (BatchNorm momentum and dropout only act in training), "
-            "but the two layers do not compute the same thing.")
-    return {"kind": "setting", "torch": first["torch"], "mindspore": first["mindspore"], "error": 0.0,
-            "settings": [first], "sentence": sentence, "text": text}
+def setting_effects(settings_differ, rows):
+    """Each setting that differs, with its "effect" on this run, decided by numbers where they exist:
+    "training" (dropout p, BatchNorm momentum), "equivalent" (its layer, fed PyTorch's inputs, agrees alone:
+    another padding form that pads the same pixels, an eps too small to matter), else "changes"."""
+    alone = {row["torch"]: row for row in rows if row["kind"] != "block"}
+    marked = []
+    for item in settings_differ:
+        row = alone.get(item["torch"])
+        if item["setting"] in TRAINING_SETTINGS:
+            effect = "training"
+        elif row is not None and _agrees_alone(row):
+            effect = "equivalent"
+        else:
+            effect = "changes"
+        marked.append({**item, "effect": effect})
+    return marked
+
+
+def _agrees_alone(row):
+    isolated = row.get("isolated", {})
+    if isolated.get("compared"):
+        return isolated.get("verdict") in compare.AGREEMENT
+    return row["verdict"] in compare.AGREEMENT and inputs_agree(row)
+
+
+def output_mismatch(outputs):
+    """The "outputs" cause when the models return other outputs (count, names, nesting) and every output both
+    give agrees; None otherwise. Names the `[verify] outputs` line that pairs them by key, else by position."""
+    first = [row for row in outputs if row.get("batch", 0) == 0]
+    unmatched = [row for row in first if not row.get("compared") and row.get("note", "").endswith(
+        ("MindSpore gives no output here", "only MindSpore gives this output"))]
+    if not unmatched or any(row["verdict"] == "differ" for row in first if row not in unmatched):
+        return None
+    torch_keys = _top_keys(row["output"] for row in first if "only MindSpore" not in row.get("note", ""))
+    ms_keys = _top_keys(row["output"] for row in first if row.get("compared") or "only MindSpore" in row.get("note", ""))
+    shared = [key for key in torch_keys if key in ms_keys]
+    rest_torch = [key for key in torch_keys if key not in shared]
+    rest_ms = [key for key in ms_keys if key not in shared]
+    pairs = [(key, key) for key in shared] + list(zip(rest_torch, rest_ms))
+    line = (f"outputs = {{ torch = {_toml_list(key for key, _ in pairs)}, "
+            f"mindspore = {_toml_list(key for _, key in pairs)} }}")
+    names = ", ".join(f"`{row['output']}` ({row['note']})" for row in unmatched[:4])
+    sentence = f"The models return other outputs: {names}."
+    text = (f"{sentence} Every output both give agrees. If these outputs correspond, say so under [verify]: "
+            f"`{line}`.")
+    return {"kind": "outputs", "torch": None, "mindspore": None, "error": math.inf, "sentence": sentence,
+            "text": text, "outputs_line": line, "after": None}
+
+
+def _top_keys(labels):
+    """The top-level output keys of flattened labels, in order: `output` (a bare tensor) is position 0."""
+    import ast
+    import re
+
+    keys = []
+    for label in labels:
+        match = re.match(r"output\[((?:'[^']*')|(?:\"[^\"]*\")|-?\d+)\]", label)
+        key = ast.literal_eval(match.group(1)) if match else 0
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+def _toml_list(keys):
+    return "[" + ", ".join(f'"{key}"' if isinstance(key, str) else str(key) for key in keys) + "]"
 
 
 def causes(rows, settings_differ, map_problems, order_problems, links, calls, tolerance):
-    """Every candidate cause found, as dicts with kind, torch, mindspore, error, sentence and text."""
+    """Every candidate cause found, as dicts with kind, torch, mindspore, error, sentence and text. Only the
+    settings whose effect is "changes" (setting_effects) can be named on a layer."""
     by_torch = {row["torch"]: row for row in rows if row["kind"] != "block"}
     settings = {}
     for item in settings_differ:
-        settings.setdefault(item["torch"], []).append(item)
+        if item.get("effect", "changes") == "changes":
+            settings.setdefault(item["torch"], []).append(item)
     found, previous = [], None
     for row in rows:
         if row["verdict"] in ("not compared", BOUNDARY):
@@ -243,20 +309,22 @@ def causes(rows, settings_differ, map_problems, order_problems, links, calls, to
         found.insert(0, _map_cause(map_problems))
     if order_problems and numeric:
         found.insert(0, _order_cause(order_problems))
-    training = [item for item in settings_differ if item["setting"] in TRAINING_SETTINGS]
-    if not found and training:
-        found.append(_setting_cause(training))
     return found
 
 
-def first_divergence(found, rows, settings_differ, outputs_differ):
-    """The one cause to name first (None when nothing differs), with the setting at or before it."""
+def first_divergence(found, rows, settings_differ, outputs_differ, mismatch=None):
+    """The one cause to name first (None when nothing differs), with the setting at or before it. An output
+    mismatch (output_mismatch) is the cause when no layer computes differently."""
+    settings_differ = [item for item in settings_differ if item.get("effect", "changes") == "changes"]
+    if mismatch and not found:
+        return mismatch
     if found:
         # At equal error a layer is named before the block around it.
         best = min(found, key=lambda cause: (CAUSE_RANK[cause["kind"]], -cause["error"], cause["kind"] == "in block"))
         others = [cause for cause in found if cause is not best]
         best = dict(best)
         _with_setting_before(best, rows, settings_differ)
+        others += [mismatch] if mismatch else []
         if others:
             best["also"] = [cause["sentence"] for cause in others[:5]]
         return _with_after(best, rows)

@@ -9,6 +9,7 @@ import math
 from pt2ms.formats.files import atomic_open, write_json, write_text
 from pt2ms.formats.tables import write_verify_layers
 from pt2ms.verify import train_report
+from pt2ms.verify.diagnosis import EFFECT_WORDS, settings_words
 
 VERDICT_WORDS = {
     "agree": "the models agree (to float32 rounding)",
@@ -114,11 +115,20 @@ def _evidence(result):
     lines = []
     if result.get("settings_differ"):
         lines += ["## Settings that differ", "", "Read from both models before running them, in the same terms "
-                  "(BatchNorm momentum in PyTorch's convention).", "",
-                  "| PyTorch | MindSpore | type | setting | MindSpore value | PyTorch value |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                  "(BatchNorm momentum in PyTorch's convention); *effect* says what this run's numbers make of "
+                  "each.", "",
+                  "| PyTorch | MindSpore | type | setting | MindSpore value | PyTorch value | effect |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         lines += [f"| `{item['torch']}` | `{item['mindspore']}` | {item['torch_type']} | {item['setting']} | "
-                  f"{item['mindspore_value']!r} | {item['torch_value']!r} |" for item in result["settings_differ"]]
+                  f"{item['mindspore_value']!r} | {item['torch_value']!r} | "
+                  f"{EFFECT_WORDS.get(item.get('effect'), '-')} |" for item in result["settings_differ"]]
+        lines.append("")
+    if result.get("differs_in_training"):
+        lines += ["## Differs in training", "", "These settings act only while training, so this inference run "
+                  "cannot show them and they do not change its verdict; a fine-tuning run would see them "
+                  "(`4_verify.py --train` runs one step on both models):", ""]
+        lines += [f"- `{item['torch']}` ({item['torch_type']}; MindSpore `{item['mindspore']}`): "
+                  f"{settings_words([item])}." for item in result["differs_in_training"]]
         lines.append("")
     if result.get("map_problems"):
         lines += ["## Map problems", ""] + [f"- {problem['text']}." for problem in result["map_problems"]] + [""]

@@ -146,4 +146,8 @@ def test_four_scripts_with_no_arguments_on_a_fresh_clone_read_agree(tmp_path):
         outputs.append(done.stdout)
     assert "(it was missing: the bundled example's seeded input, made now)" in outputs[0]
     assert any(line.startswith("agree") for line in outputs[3].splitlines())
-    assert json.loads((copy / "outputs" / "efficientnet_b0" / "verify.json").read_text())["agree"] is True
+    report = json.loads((copy / "outputs" / "efficientnet_b0" / "verify.json").read_text())
+    assert report["agree"] is True
+    # TF-style static padding [0, 1, 0, 1] against pad_mode="same": another form, the same pixels at this size.
+    assert report["settings_differ"] and {(item["setting"], item["effect"]) for item in report["settings_differ"]} \
+        == {("padding", "equivalent")}

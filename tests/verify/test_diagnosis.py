@@ -138,15 +138,25 @@ def test_correct_stem_ports_agree(tmp_path):
         assert run.code == 0 and run.report["agree"] is True and run.report["settings_differ"] == [], run.markdown
 
 
-def test_batchnorm_momentum_copied_across_conventions_differs_by_its_setting(tmp_path):
-    """MindSpore's momentum weighs the old statistic: 0.1 there is PyTorch's 0.9. Inference cannot show it."""
+def test_batchnorm_momentum_copied_across_conventions_agrees_in_inference_and_is_named_for_training(tmp_path):
+    """MindSpore's momentum weighs the old statistic: 0.1 there is PyTorch's 0.9. Inference cannot show it, so
+    the verdict is the outputs' (agree), and the report lists it under "Differs in training"."""
     run = run_verify(project(tmp_path, "torch_stem", "ms_stem", "momentum=0.1"))
-    assert_differs(run)
-    assert all(row["verdict"] == "agree" for row in run.report["outputs"])  # the numbers agree ...
-    assert run.report["outputs_agree"] is True
-    assert cause_of(run) == ("setting", "bn", "bn")  # ... the setting does not
-    assert setting_named(run, "momentum") == (0.9, 0.1)
-    assert "training" in run.report["first_divergence"]
+    assert run.code == 0 and run.report["agree"] is True and run.report["cause"] is None, run.markdown
+    assert [(item["torch"], item["setting"], item["effect"]) for item in run.report["differs_in_training"]] == \
+        [("bn", "momentum", "training")]
+    item = run.report["differs_in_training"][0]
+    assert (item["mindspore_value"], item["torch_value"]) == (0.9, 0.1)
+    assert "## Differs in training" in run.markdown and "BatchNorm momentum" in run.markdown
+    assert "differs in training only" in run.stdout and "momentum" in run.stdout
+
+
+def test_a_dropout_rate_that_differs_does_not_make_agreeing_models_differ(tmp_path):
+    """An agreeing pair whose dropout p differs (0.2 against 0.0): training-only, so the verdict is agree."""
+    run = run_verify(project(tmp_path, "torch_mlp", "ms_mlp", "drop_p=0.2", verify="inputs = [[2, 5, 8]]"))
+    assert run.code == 0 and run.report["agree"] is True and run.report["cause"] is None, run.markdown
+    assert [(item["setting"], item["effect"]) for item in run.report["differs_in_training"]] == [("p", "training")]
+    assert "dropout probability: MindSpore 0.2, PyTorch 0.0" in run.markdown
 
 
 def test_epsilon_is_named_as_a_setting(tmp_path):

@@ -49,7 +49,7 @@ def run_verify(config, *args):
     out = config.parent / "outputs" / "tiny"
     assert (out / "verify.json").exists(), stderr
     return SimpleNamespace(code=code, stdout=stdout, report=json.loads((out / "verify.json").read_text()),
-                           markdown=(out / "verify.md").read_text())
+                           markdown=(out / "verify.md").read_text(), config=config)
 
 
 def layer(report, torch_name):
@@ -273,6 +273,22 @@ def test_an_extra_mindspore_output_is_reported(tmp_path):
                                     "output['hidden'][1]": "agree", "output['extra']": "differ"}
     assert run.code == 1 and run.report["verdict"] == "differ"
     assert "`output['extra']`: only MindSpore gives this output" in run.markdown
+    # The cause is the outputs themselves, with the [verify] outputs line that pairs those both give.
+    detail = run.report["first_divergence_detail"]
+    assert detail["kind"] == "outputs" and "output['extra']" in run.report["cause"], run.report["cause"]
+    line = 'outputs = { torch = ["logits", "hidden"], mindspore = ["logits", "hidden"] }'
+    assert detail["outputs_line"] == line and line in run.markdown
+    config = run.config
+    config.write_text(config.read_text().replace("inputs = [[2, 4]]", f"inputs = [[2, 4]]\n{line}"))
+    again = run_verify(config)
+    assert again.code == 0 and again.report["agree"] is True, again.markdown
+
+
+def test_a_port_returning_a_tuple_for_a_bare_tensor_is_told_which_positions_pair(tmp_path):
+    """PyTorch returns one tensor, the port (logits, features): position 0 pairs with position 0."""
+    run = run_verify(make_project(tmp_path, "torch_conv_net", "ms_conv_net", ms_kwargs="{ with_features = true }"))
+    assert run.code == 1 and run.report["first_divergence_detail"]["kind"] == "outputs", run.markdown
+    assert run.report["first_divergence_detail"]["outputs_line"] == "outputs = { torch = [0], mindspore = [0] }"
 
 
 def test_an_output_of_another_shape_differs(tmp_path):

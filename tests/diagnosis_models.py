@@ -486,3 +486,49 @@ def ms_vit(tanh_gelu=False):
     from tests.zoo_transformer_pairs import vit_timm_vs_model_zoo_pair
     net = vit_timm_vs_model_zoo_pair().ms_model
     return _tanh_gelu(net) if tanh_gelu else net
+
+
+# --- a detector head: same-shaped branches run in another order on each side ---------------------------
+# ultralytics' Detect runs every level's box branch (cv2) and then every level's class branch (cv3); mindyolo's
+# head runs box and class level by level. The map is right; only the order of the calls differs.
+
+class TorchTwoBranchHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.down = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+        self.box = nn.ModuleList([nn.Conv2d(4, 4, 1) for _ in range(2)])
+        self.cls = nn.ModuleList([nn.Conv2d(4, 4, 1) for _ in range(2)])
+
+    def forward(self, x):
+        levels = [self.stem(x)]
+        levels.append(self.down(levels[0]))
+        boxes = [conv(level) for conv, level in zip(self.box, levels)]
+        classes = [conv(level) for conv, level in zip(self.cls, levels)]
+        return torch.cat([torch.cat([b, c], 1).flatten(2) for b, c in zip(boxes, classes)], 2)
+
+
+class MsTwoBranchHead(msnn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.stem = msnn.Conv2d(3, 4, 3, pad_mode="pad", padding=1, has_bias=True)
+        self.down = msnn.Conv2d(4, 4, 3, stride=2, pad_mode="pad", padding=1, has_bias=True)
+        self.box = msnn.CellList([msnn.Conv2d(4, 4, 1, has_bias=True) for _ in range(2)])
+        self.cls = msnn.CellList([msnn.Conv2d(4, 4, 1, has_bias=True) for _ in range(2)])
+
+    def construct(self, x):
+        levels = [self.stem(x)]
+        levels.append(self.down(levels[0]))
+        out = []
+        for index in range(2):
+            both = ops.cat([self.box[index](levels[index]), self.cls[index](levels[index])], 1)
+            out.append(both.reshape(both.shape[0], both.shape[1], -1))
+        return ops.cat(out, 2)
+
+
+def torch_two_branch_head():
+    return TorchTwoBranchHead()
+
+
+def ms_two_branch_head():
+    return MsTwoBranchHead()

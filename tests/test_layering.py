@@ -2,7 +2,6 @@
 up, never in a circle, and no module grows past the size one reads top to bottom."""
 
 import ast
-from pathlib import Path
 
 import pytest
 

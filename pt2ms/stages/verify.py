@@ -19,7 +19,7 @@ from pt2ms.running import compare
 from pt2ms.running.models import load_ms, load_torch, make_inputs
 from pt2ms.running.recording import ForwardFailed, first_line, is_array, ms_numpy, record_ms, record_torch, torch_numpy
 from pt2ms.running.settings import paired_differences
-from pt2ms.verify.diagnosis import causes, first_divergence, output_mismatch, setting_effects
+from pt2ms.verify.diagnosis import causes, first_divergence, numbers_differ, output_mismatch, setting_effects
 from pt2ms.verify.layer_compare import BOUNDARY, compare_pairs
 from pt2ms.verify.pairing import (
     Flows,
@@ -388,10 +388,13 @@ def verify(config, train=False):
             _failed(config, ckpt_path, batches, warnings, failure, "while recording layers")
         calls = torch_rec.calls
     settings_differ = setting_effects(_explained_settings(found["settings_differ"], rows), rows)
-    # A map problem the data flow does not confirm is worth showing only when something differs.
-    numeric = any(row["verdict"] == "differ" for row in rows + outputs)
-    map_problems = [problem for problem in found["map_problems"] if numeric or problem.get("confirmed")]
+    # Order and data flow are hints: a map or order problem becomes a cause only when numbers show a difference
+    # (an output, or a layer that computes something else fed PyTorch's inputs); drift a layer inherits in the
+    # full run is not one. Unconfirmed findings are still listed, as such.
+    numeric = numbers_differ(outputs, rows)
+    map_problems = found["map_problems"] if numeric else []
     order_problems = found["order_problems"] if numeric else []
+    unconfirmed = [] if numeric else [problem["text"] for problem in found["map_problems"] + found["order_problems"]]
     # Without layers only a setting can be named (settings are read without running anything).
     candidates = causes(rows, settings_differ, map_problems, order_problems, links, calls, tolerance) \
         if config.verify.layers else causes([], settings_differ, [], [], links, [], tolerance)
@@ -414,6 +417,7 @@ def verify(config, train=False):
         "settings_differ": settings_differ,
         "map_problems": map_problems,
         "order_problems": order_problems,
+        "unconfirmed_findings": unconfirmed,
         "load_notes": load_notes,
     }
     if train:

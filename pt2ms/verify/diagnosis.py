@@ -224,6 +224,21 @@ def setting_effects(settings_differ, rows):
     return marked
 
 
+def numbers_differ(outputs, rows):
+    """Whether any number shows the models computing differently: an output, or a layer that misses alone
+    (fed PyTorch's inputs). Error a layer inherits in the full run, and boundary layers, do not count."""
+    if any(row["verdict"] == "differ" for row in outputs):
+        return True
+    for row in rows:
+        isolated = row.get("isolated", {})
+        if row["verdict"] == BOUNDARY:
+            continue
+        if isolated.get("verdict") == "differ" or (not isolated.get("compared") and row["verdict"] == "differ"
+                                                   and inputs_agree(row)):
+            return True
+    return False
+
+
 def _agrees_alone(row):
     isolated = row.get("isolated", {})
     if isolated.get("compared"):
@@ -351,7 +366,7 @@ def first_divergence(found, rows, settings_differ, outputs_differ, mismatch=None
 
 def _with_setting_before(cause, rows, settings_differ):
     """Name the setting that differs at the cause's layer or before it, when the cause does not already."""
-    if cause.get("settings") or not settings_differ or cause["kind"] == "setting":
+    if cause.get("settings") or not settings_differ:
         return
     position = {row["torch"]: index for index, row in enumerate(rows)}
     alone = {row["torch"]: row.get("isolated", {}).get("verdict") for row in rows}

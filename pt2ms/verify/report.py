@@ -10,6 +10,7 @@ from pt2ms.formats.files import atomic_open, write_json, write_text
 from pt2ms.formats.tables import write_verify_layers
 from pt2ms.verify import train_report
 from pt2ms.verify.diagnosis import EFFECT_WORDS, settings_words
+from pt2ms.verify.layer_compare import BOUNDARY
 
 VERDICT_WORDS = {
     "agree": "the models agree (to float32 rounding)",
@@ -84,10 +85,13 @@ def markdown(result):
                   "| # | PyTorch | MindSpore | kind | type | relative | inputs | isolated | verdict |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for index, layer in enumerate(result["layers"]):
-            isolated = layer.get("isolated", {})
+            # A boundary layer's own errors measure where the ports cut the work, not an error: the pair is
+            # judged where both agree, at the inputs of what consumes it (see the note).
+            own, isolated = (("boundary", "boundary") if layer["verdict"] == BOUNDARY
+                             else (_error_cell(layer), _error_cell(layer.get("isolated", {}))))
             lines.append(f"| {index} | `{layer['torch']}` | `{layer['mindspore']}` | {layer.get('kind', 'layer')} | "
-                         f"{layer['torch_type']} | {_error_cell(layer)} | {_error_cell(layer.get('inputs', {}))} | "
-                         f"{_error_cell(isolated)} | {layer['verdict']} |")
+                         f"{layer['torch_type']} | {own} | {_error_cell(layer.get('inputs', {}))} | "
+                         f"{isolated} | {layer['verdict']} |")
         boundary = [layer for layer in result["layers"] if layer.get("note")]
         if boundary:
             lines += ["", "Notes on layers:"] + [f"- `{layer['torch']}`: {layer['note']}" for layer in boundary]
@@ -99,12 +103,13 @@ def markdown(result):
 def layer_series(result, metric_of):
     """(x, y) of the layers with a finite error, y NaN where it is exactly 0, and the x of those zeros.
 
-    x is the layer's row number in verify.md's table; a layer without a finite figure is left out. Exact
+    x is the layer's row number in verify.md's table; a layer without a finite figure, and a boundary layer
+    (its own error measures where the ports cut the work: plotted apart), are left out. Exact
     zeros are kept apart: a log scale has no place for them, and clamping them to a small floor drew them
     as spikes down to that floor, as though they were tiny errors. The NaN breaks the line there.
     """
     found = [(index, metric_of(layer).get("relative")) for index, layer in enumerate(result["layers"])
-             if metric_of(layer).get("compared")]
+             if metric_of(layer).get("compared") and layer["verdict"] != BOUNDARY]
     found = [(index, value) for index, value in found if value is not None and math.isfinite(value)]
     return [index for index, _ in found], [value if value > 0 else math.nan for _, value in found], \
         [index for index, value in found if value == 0]
@@ -135,6 +140,10 @@ def _evidence(result):
     if result.get("order_problems"):
         lines += ["## Operations in another order", ""]
         lines += [f"- {problem['text']}." for problem in result["order_problems"]] + [""]
+    if result.get("unconfirmed_findings"):
+        lines += ["## Structure findings the numbers do not confirm", "", "The order or data flow suggested these, "
+                  "but every output and every layer fed PyTorch's inputs agrees, so none is a cause:", ""]
+        lines += [f"- {text}." for text in result["unconfirmed_findings"]] + [""]
     return lines
 
 
@@ -159,6 +168,11 @@ def plot(result, path):
         if zeros:
             axes.plot(zeros, [zero_y] * len(zeros), transform=on_axis, linestyle="none", marker="v",
                       color=line.get_color(), label=f"{label}: exactly 0", clip_on=False)
+    boundaries = [index for index, layer in enumerate(result["layers"]) if layer["verdict"] == BOUNDARY]
+    if boundaries:
+        axes.plot(boundaries, [0.97] * len(boundaries), transform=on_axis, linestyle="none", marker="|",
+                  markersize=12, color="grey", label="boundary: the ports cut the work here (judged where both agree)",
+                  clip_on=False)
     axes.axhline(result["tolerance"], color="red", linewidth=1, label=f"tolerance {result['tolerance']:g}")
     drawn = [value for value in shown if value > 0] + [result["tolerance"]]
     axes.set_ylim(min(drawn) / 100, max(drawn) * 3)  # two decades of room below the data for the zeros

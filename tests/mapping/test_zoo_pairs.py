@@ -13,8 +13,8 @@ import pytest
 from pt2ms.mapping.matching import match
 from pt2ms.stages.build_map import split_ignored, to_value
 from tests.mapping import test_pairs_parity as parity
-from tests.pair_rows import bare_rows, declared_rows, ordered_rows, typed_rows
 from tests.mapping.test_matching import suggested
+from tests.pair_rows import bare_rows, declared_rows, ordered_rows, typed_rows
 from tests.zoo_cnn2_pairs import ZOO_CNN2_PAIRS
 from tests.zoo_cnn_pairs import ZOO_CNN_PAIRS
 from tests.zoo_llm_pairs import ZOO_LLM_PAIRS

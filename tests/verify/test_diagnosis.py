@@ -7,10 +7,12 @@ import textwrap
 import pytest
 
 from pt2ms.running import compare
+from pt2ms.verify.diagnosis import numbers_differ
+from pt2ms.verify.report import layer_series
 from tests import diagnosis_models
 from tests.conftest import run_script, write_config
-from tests.verify.test_verify import run_verify
 from tests.tiny_models import randomized_state_dict
+from tests.verify.test_verify import run_verify
 
 MODELS = "tests.diagnosis_models:"
 IMAGE = "inputs = [[2, 3, 8, 8]]"
@@ -215,6 +217,24 @@ def test_norm_with_a_built_in_activation_agrees_with_a_separate_activation(tmp_p
     assert bn["verdict"] == "boundary differs" and bn["isolated"]["verdict"] == "differ"
     assert (row(run.report, "bn1.act")["mindspore"], row(run.report, "bn1.act")["verdict"]) == ("act1", "agree")
     assert run.report["first_divergence"] is None and run.report["settings_differ"] == []
+    # Marked as a boundary in the table and left out of the plotted error curves, not drawn as an error near 1.
+    index = run.report["layers"].index(bn)
+    assert f"| {index} | `bn1` | `bn1` | layer | BatchNormAct2d | boundary |" in run.markdown, run.markdown
+    for metric_of in (lambda layer: layer, lambda layer: layer.get("isolated", {})):
+        assert index not in layer_series(run.report, metric_of)[0]
+
+
+def test_only_numbers_make_a_structure_finding_a_cause():
+    """A layer that drifts in the full run (inherited error) while it agrees alone is no difference; one that
+    misses alone is, and a boundary layer never is."""
+    drifted = {"torch": "b", "kind": "layer", "verdict": "differ", "isolated": {"compared": 4, "verdict": "agree"},
+               "inputs": {"compared": 4, "relative": 1e-3, "verdict": "differ"}}
+    agreeing = [{"output": "output", "compared": 4, "verdict": "agree"}]
+    assert numbers_differ(agreeing, [drifted]) is False
+    assert numbers_differ(agreeing, [{**drifted, "verdict": "boundary differs",
+                                      "isolated": {"compared": 4, "verdict": "differ"}}]) is False
+    assert numbers_differ(agreeing, [{**drifted, "isolated": {"compared": 4, "verdict": "differ"}}]) is True
+    assert numbers_differ([{**agreeing[0], "verdict": "differ"}], []) is True
 
 
 # --- the map itself -------------------------------------------------------------------------------------
@@ -456,3 +476,11 @@ def test_blocks_pair_the_outermost_wrappers_around_the_same_layers():
     pairs = [("c1.a", "res.body.a"), ("c1.b", "res.body.b"), ("c2.layers.a", "blk.a"), ("c2.layers.b", "blk.b")]
     cells = {"c1", "c1.a", "c1.b", "c2", "c2.layers", "c2.layers.a", "c2.layers.b"}
     assert sorted(find_blocks(modules, links, pairs, cells)) == [("c1", "res"), ("c2", "blk")]
+
+
+def test_a_detector_head_whose_branches_run_in_another_order_agrees(tmp_path):
+    """ultralytics runs every box branch and then every class branch, mindyolo box and class level by level:
+    the map is right, so the numbers agree and the verdict follows them."""
+    run = run_verify(project(tmp_path, "torch_two_branch_head", "ms_two_branch_head"))
+    assert run.code == 0 and run.report["agree"] is True and run.report["cause"] is None, run.markdown
+    assert run.report["map_problems"] == [] and run.report["order_problems"] == []

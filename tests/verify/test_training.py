@@ -221,3 +221,19 @@ def test_bundled_examples_train_alike(tmp_path, name):
     train = result["train"]
     assert train["agree"], train["first_divergence"]
     assert len(train["gradients"]) > 100 and len(train["statistics"]) > 60
+
+
+def test_an_in_place_relu_after_the_last_norm_against_a_relu_layer_trains_alike(tmp_path):
+    """torchvision's DenseNet applies F.relu(features, inplace=True) after norm5, MindCV a ReLU layer: the
+    gradient flowing into the norm is compared at the norm's own output on both sides, so they agree."""
+    run = run_train(make_project(tmp_path, torch_kwargs="{ inplace_relu = true }", ms_kwargs="{ relu_layer = true }"))
+    assert run.code == 0 and run.train["agree"], run.train["first_divergence"]
+    flowing = {row["torch"]: row["verdict"] for row in run.train["flowing"]}
+    assert flowing["bn"] != "differ" and set(flowing) >= {"bn", "fc", "conv"}
+
+
+def test_the_same_pair_with_momentum_in_the_other_convention_names_momentum(tmp_path):
+    run = run_train(make_project(tmp_path, torch_kwargs="{ inplace_relu = true }",
+                                 ms_kwargs="{ relu_layer = true, bn_momentum = 0.1 }"))
+    text = assert_differs_in_training_only(run, "statistics")
+    assert "1 - 0.1 = 0.9" in text and all(row["verdict"] != "differ" for row in run.train["flowing"])

@@ -100,8 +100,7 @@ def nothing_found(map_data, left):
 def refuse_initial(map_path, initial, unused):
     """Stop before writing a checkpoint that would leave parameters at their random initial values."""
     lines = [f"{map_path}: {len(initial)} MindSpore parameter(s) would keep their initial (random) values: stage 2 "
-             "found no PyTorch tensor for them; map them, set them to null by hand to keep the initial values on "
-             "purpose, or pass --allow-initial"]
+             "found no PyTorch tensor for them; map them, or pass --allow-initial to keep their initial values"]
     lines += [f"  left at initial value: {name}" for name in initial[:SHOWN]]
     if len(initial) > SHOWN:
         lines.append(f"  ... and {len(initial) - SHOWN} more left at initial value")

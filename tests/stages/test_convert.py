@@ -104,7 +104,7 @@ def test_refusal_lists_ten_of_each_and_counts_all(tmp_path):
     with pytest.raises(Pt2MsError) as caught:
         convert(config)
     lines = str(caught.value).splitlines()
-    assert lines[0].endswith("or pass --allow-initial") and ": 11 MindSpore parameter(s)" in lines[0]
+    assert lines[0].endswith("or pass --allow-initial to keep their initial values") and ": 11 MindSpore parameter(s)" in lines[0]
     assert [line for line in lines if line.startswith("  left at initial value:")] == \
         [f"  left at initial value: p{i}" for i in range(1, 11)]
     assert "  ... and 1 more left at initial value" in lines

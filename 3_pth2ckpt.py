@@ -10,14 +10,20 @@ from pt2ms.stages.reverse import reverse
 def forward(args, config):
     if args.format == "pth":
         raise Pt2MsError("--format pth is for the reverse direction; add --reverse, or use ckpt or safetensors")
-    summary = convert(config, args.format or "ckpt", args.cast, args.allow_nonfinite, args.allow_overflow)
+    summary = convert(config, args.format or "ckpt", args.cast, args.allow_nonfinite, args.allow_overflow,
+                      args.allow_initial)
     cli.wrote(summary["path"])
-    left, unused = summary["left"], summary["unused"]
+    left, unused, found_none = summary["left"], summary["unused"], set(summary["nothing_found"])
     print(f"converted {summary['converted']}, left at initial value {len(left)}, PyTorch tensors unused "
-          f"{len(unused)}, ignored {len(summary['ignored_torch'])}; {summary['bytes'] / 1e6:,.1f} MB in "
+          f"{len(unused)}, ignored {len(summary['ignored_torch'])}, MindSpore parameters ignored "
+          f"{len(summary['ignored_ms'])}; {summary['bytes'] / 1e6:,.1f} MB in "
           f"{summary['seconds']:.1f} s, read back and checked {summary['checked']}")
+    if found_none:
+        print(f"  warning: --allow-initial: {len(found_none)} parameter(s) left at initial values with no PyTorch "
+              "tensor found for them")
     for name in left[:10]:
-        print(f"  left at initial value: {name}")
+        why = "no PyTorch tensor found" if name in found_none else "set to null by hand"
+        print(f"  left at initial value: {name} ({why})")
     for name in unused[:10]:
         print(f"  unused: {name}")
     for name, count in summary["overflow"].items():
@@ -56,6 +62,9 @@ def build_parser():
                         help="output format (default ckpt; with --reverse, pth)")
     result.add_argument("--cast", choices=sorted(NUMPY_DTYPES), help="cast every tensor to this dtype (default: keep)")
     result.add_argument("--allow-overflow", action="store_true", help="let a cast overflow to inf (counted in a warning)")
+    result.add_argument("--allow-initial", action="store_true",
+                        help="convert even though stage 2 found no PyTorch tensor for some MindSpore parameters "
+                             "(they keep their initial values; counted in the summary)")
     result.add_argument("--allow-nonfinite", action="store_true", help="convert tensors holding NaN or Inf")
     result.add_argument("--reverse", nargs="?", const="", metavar="MS_CHECKPOINT",
                         help="MindSpore -> PyTorch through the same map: reads MS_CHECKPOINT (default: this "

@@ -8,6 +8,7 @@ dense one declared first, so declaration order puts the pieces the wrong way rou
 """
 
 import torch
+from mindspore import float16 as ms_float16
 from mindspore import nn as msnn
 from mindspore import ops
 from torch import nn as tnn
@@ -134,3 +135,20 @@ def zoo_torch(pair):
 
 def zoo_mindspore(pair):
     return _zoo_pair(pair).ms_model
+
+
+# ---------------------------------------------------------------- a port whose forward needs Ascend kernels
+
+class _OnAscendLlama(llm._MfLlamaForCausalLM):
+    """mindformers' LLaMA whose forward first calls the fused attention kernel MindSpore has only on Ascend
+    (`FlashAttentionScore`): on a CPU its forward fails for real, as a parallel_core port's does."""
+
+    def construct(self, input_ids):
+        h = self.model(input_ids)
+        q = h.astype(ms_float16)[:, None]
+        attended = ops.flash_attention_score(q, q, q, 1, input_layout="BNSD")
+        return self.lm_head(h + attended[:, 0].astype(h.dtype) * 0)
+
+
+def llama_mindformers_on_ascend():
+    return _OnAscendLlama(qkv_concat=True)

@@ -28,7 +28,7 @@ class Match:
     torch: object = None          # a PyTorch name, a list of names, or None
     transform: str = ""
     tied: bool = False
-    method: str = "none"          # exact, rule, structural, transform, order, manual, none
+    method: str = "none"          # exact, rule, role, structural, transform, order, manual, none
     confidence: float = 0.0
     note: str = ""
 

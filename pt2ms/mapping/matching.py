@@ -3,6 +3,9 @@
 Passes, most certain first; each claims tensors the later ones no longer see:
   1. exact      same name after wrapper prefixes are dropped and MindSpore's leaf names are translated
                 (match_names.RENAMES, applied by owning layer, never as a blanket rule)
+  1b. role     Megatron / mcore layer words (linear_qkv, linear_proj = the output projection, linear_fc1/2,
+                word_embeddings, output_layer, q/k_layernorm, pre_mlp_layernorm) paired with the PyTorch layers
+                of the same role in the same block (match_roles.MEGATRON_LAYERS, MEGATRON_JOINED)
   2. structural layers matched by shape signature and geometry (stride, dilation, groups), name-token
                 similarity, position in the models' execution order (then declaration order; file order
                 only without a model), the n-th of a kind with the n-th, and the shape of their parent
@@ -15,7 +18,7 @@ Passes, most certain first; each claims tensors the later ones no longer see:
 Anything still unpaired is left null (kept at its initial value) and reported.
 
 Modules: match_names (names and tokens), match_layers (layer grouping and assignment), match_fused (fused
-pieces and joined runs); this one runs the passes.
+pieces and joined runs), match_roles (Megatron role words); this one runs the passes.
 """
 
 from pt2ms.mapping import transforms
@@ -29,6 +32,7 @@ from pt2ms.mapping.match_names import (  # noqa: F401
     rank_numbers,
     strip_wrappers,
 )
+from pt2ms.mapping.match_roles import match_roles
 
 # The score gap to the next best partner above which a pairing both models' execution order agree on is
 # reported as sure (>= 0.9); calibrated on every test pair (README, "How sure is sure").
@@ -141,6 +145,7 @@ def match(ms_rows, torch_rows):
     ms, torch = prepare(ms_rows, ms_side=True), prepare(torch_rows, ms_side=False)
     matches, used = {}, set()
     _exact(ms, torch, matches, used)
+    match_roles(ms, torch, matches, used)
     _structural(ms, torch, matches, used, loose=False)
     _structural(ms, torch, matches, used, loose=True)
     join_runs(ms, torch, matches, used)

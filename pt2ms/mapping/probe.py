@@ -30,7 +30,7 @@ from pt2ms.errors import Pt2MsError
 from pt2ms.formats.inventory import strip_to_known
 from pt2ms.mapping import transforms
 from pt2ms.running.models import common_path, load_torch, make_inputs
-from pt2ms.running.recording import is_array, ms_numpy, record_torch, torch_numpy
+from pt2ms.running.recording import ForwardFailed, first_line, is_array, ms_numpy, record_ms, record_torch, torch_numpy
 
 UNSURE = 0.9            # entries below this confidence get their sibling order probed
 MAX_PERMUTED = 4        # at most 4! orders of pieces or siblings
@@ -287,11 +287,17 @@ class Bench:
         for path in cell_paths:
             if path and path in self.cells:
                 handles.append(self.cells[path].register_forward_pre_hook(self._keep_args(path)))
+        failure = None
         try:
-            self.net(*[self.ms.Tensor(np.asarray(x)) for x in self.inputs])
+            output = self.net(*[self.ms.Tensor(np.asarray(x)) for x in self.inputs])
+            _ = [ms_numpy(x) for x in _arrays(output)]  # kernels run asynchronously: a missing one fails here
+        except Exception as error:  # noqa: BLE001 - located below, then raised as ForwardFailed
+            failure = error
         finally:
             for handle in handles:
                 handle.remove()
+        if failure is not None:
+            _locate_ms_failure(self.net, self.inputs, failure)
 
     def _keep_args(self, path):
         def keep(_cell, args):
@@ -337,6 +343,15 @@ class Bench:
             scale = max(float(np.abs(theirs).max()), 1e-12)
             worst = max(worst, float(np.abs(mine.astype(np.float64) - theirs).max()) / scale)
         return worst
+
+
+def _locate_ms_failure(net, inputs, failure):
+    """Raise ForwardFailed naming the MindSpore layer whose forward failed (a run waiting on every layer)."""
+    try:
+        record_ms(net, inputs, sync=True)
+    except ForwardFailed as located:
+        raise ForwardFailed("MindSpore", located.layer, failure) from failure
+    raise ForwardFailed("MindSpore", None, failure) from failure
 
 
 def _arrays(value):
@@ -452,10 +467,13 @@ def probe(config, matches, ms_rows, torch_rows):
     try:
         bench.record({cell for pairs in levels.values() for cell, _ in pairs},
                      {module for pairs in levels.values() for _, module in pairs})
+    except ForwardFailed as failure:  # a kernel missing on this device, say: names and roles must decide
+        where = f"layer {failure.layer}" if failure.layer else "its top-level forward"
+        return _unprobed(matches, by_name, units, started, f"the {failure.side} model's forward fails in {where} "
+                         f"({type(failure.error).__name__}: {first_line(failure.error)})")
     except Exception as error:  # noqa: BLE001 - a model that does not run on the inputs: no probe, say why
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        return matches, {}, {"skipped": f"the models do not run on the config's inputs ({first})",
-                             "seconds": time.perf_counter() - started}
+        return _unprobed(matches, by_name, units, started,
+                         f"the models do not run on the config's inputs ({first_line(error)})")
 
     patterns = defaultdict(list)
     for unit in units:
@@ -501,6 +519,25 @@ def probe(config, matches, ms_rows, torch_rows):
     summary = {"decided": decided, "undecided": undecided, "units": len(units), "patterns": len(patterns),
                "seconds": time.perf_counter() - started}
     return [by_name[item.ms_name] for item in matches], extras, summary
+
+
+SETTLED_BY_ROLES = {"role"}  # methods whose pairing and layout the role words settle (match_roles)
+UNPROBED = round(UNSURE - 0.01, 2)
+
+
+def _unprobed(matches, by_name, units, started, why):
+    """The probe could not run: no entry it would have decided stays sure (>= UNSURE) unless role words settled
+    it, and the summary says why in one line."""
+    capped, slots = 0, {slot for unit in units for slot in unit.slots}
+    for name in slots:
+        item = by_name[name]
+        if item.confidence >= UNSURE and item.method not in SETTLED_BY_ROLES:
+            by_name[name] = replace(item, confidence=UNPROBED, note=f"{item.note}; not probed: {why}".lstrip("; "))
+            capped += 1
+    summary = {"skipped": f"{why}; the {len(slots)} entries it would have decided stay below {UNSURE} ({capped} "
+                          "lowered) unless role words settled them", "capped": capped,
+               "seconds": time.perf_counter() - started}
+    return [by_name[item.ms_name] for item in matches], {}, summary
 
 
 def _record(unit, errors, label):

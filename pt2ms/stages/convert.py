@@ -84,6 +84,33 @@ def plan(map_data, map_path, targets, tensors, cast_to=None):
     return steps, left
 
 
+SHOWN = 10  # names listed of each kind in the refusal
+
+
+def nothing_found(map_data, left):
+    """The null entries stage 2 suggested itself ("no PyTorch tensor fits"), not ones a person set to null.
+
+    The map's "suggested" section holds what stage 2 proposed: a null equal to its suggestion means nothing
+    was found; a null that differs from it, or that it lacks, is a hand edit and keeps the initial value on purpose.
+    """
+    suggested = map_data.get("suggested", {})
+    return [name for name in left if name in suggested and suggested[name] is None]
+
+
+def refuse_initial(map_path, initial, unused):
+    """Stop before writing a checkpoint that would leave parameters at their random initial values."""
+    lines = [f"{map_path}: {len(initial)} MindSpore parameter(s) would keep their initial (random) values: stage 2 "
+             "found no PyTorch tensor for them; map them, or pass --allow-initial to keep their initial values"]
+    lines += [f"  left at initial value: {name}" for name in initial[:SHOWN]]
+    if len(initial) > SHOWN:
+        lines.append(f"  ... and {len(initial) - SHOWN} more left at initial value")
+    lines += [f"  unused PyTorch tensor: {name}" for name in unused[:SHOWN]]
+    if len(unused) > SHOWN:
+        lines.append(f"  ... and {len(unused) - SHOWN} more unused PyTorch tensors")
+    lines.append(f"  ({len(initial)} left at initial value, {len(unused)} PyTorch tensors unused in all)")
+    raise Pt2MsError("\n".join(lines))
+
+
 def _produce(steps, tensors, allow_nonfinite, allow_overflow, stats):
     """Yield each step's array: read, check for NaN/Inf, transform, cast; counts bytes in stats."""
     # leave=False: on an error the bar is cleared, so stderr ends with just the one-line message.
@@ -105,8 +132,12 @@ def _produce(steps, tensors, allow_nonfinite, allow_overflow, stats):
         yield array
 
 
-def convert(config, output_format="ckpt", cast_to=None, allow_nonfinite=False, allow_overflow=False):
-    """Stage 3: write outputs/<name>/<name>.<format>; returns a summary dict."""
+def convert(config, output_format="ckpt", cast_to=None, allow_nonfinite=False, allow_overflow=False,
+            allow_initial=False):
+    """Stage 3: write outputs/<name>/<name>.<format>; returns a summary dict.
+
+    Refuses (Pt2MsError) a map whose null entries are stage 2's own "nothing found" unless `allow_initial`.
+    """
     started = time.perf_counter()
     map_data = read_map(config.map_path)
     targets = target_rows(config)
@@ -114,6 +145,12 @@ def convert(config, output_format="ckpt", cast_to=None, allow_nonfinite=False, a
     steps, left = plan(map_data, config.map_path, targets, tensors, cast_to)
     if not steps:
         raise Pt2MsError(f"{config.map_path}: no entry maps a PyTorch tensor; nothing to convert")
+    used = {name for step in steps for name in step.torch_names}
+    ignored_torch = set(map_data.get("ignored", {}).get("torch", {}))
+    unused = [name for name in tensors if name not in used and name not in ignored_torch]
+    initial = nothing_found(map_data, left)
+    if initial and not allow_initial:
+        refuse_initial(config.map_path, initial, unused)
     path = config.output_dir / f"{config.name}.{output_format}"
     empty = [step for step in steps if 0 in step.shape]
     if empty and output_format == "ckpt":
@@ -128,9 +165,8 @@ def convert(config, output_format="ckpt", cast_to=None, allow_nonfinite=False, a
     else:
         crc = write_ckpt(path, specs, arrays)
     checked = check_file(path, crc, specs)
-    used = {name for step in steps for name in step.torch_names}
-    ignored_torch = set(map_data.get("ignored", {}).get("torch", {}))
-    return {"path": path, "converted": len(steps), "left": left, "bytes": stats["bytes"],
-            "unused": [name for name in tensors if name not in used and name not in ignored_torch],
+    ignored_ms = set(map_data.get("ignored", {}).get("mindspore", {}))
+    return {"path": path, "converted": len(steps), "left": left, "nothing_found": initial, "bytes": stats["bytes"],
+            "unused": unused, "ignored_ms": sorted(ignored_ms & {row.name for row in targets}),
             "ignored_torch": sorted(ignored_torch & set(tensors)), "overflow": stats["overflow"],
             "checked": checked, "seconds": time.perf_counter() - started}

@@ -40,6 +40,8 @@ def test_example_maps_with_no_hand_edit(example):
     assert result["wrong"] == [] and result["extra"] == []
     assert result["right"] == len(reference["map"]) > 60
     assert summary["conflicts"] == []
+    # stage 3 refuses stage 2's own nulls ("no PyTorch tensor fits"): a bundled example must leave none
+    assert None not in read_map(example.map_path)["map"].values()
 
 
 def test_every_config_is_documented_in_readme():

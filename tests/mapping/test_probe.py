@@ -184,3 +184,45 @@ def test_split_pass_without_models_proposes_slices_in_declaration_order():
     assert (res.torch, res.transform) == ("block2.c1x1.weight", "slice(0, 32, 288)")
     assert found["block1.c1x1_res.bias"].transform == "slice(0, 32, 288)"
     assert dense.confidence == CONFIDENCE < 0.9 and "declaration order" in dense.note
+
+
+def test_probe_that_cannot_run_says_so_once_and_keeps_its_entries_below_sure(tmp_path):
+    """A port whose forward needs an Ascend kernel: one line names the side, the layer and the error, and no
+    entry the probe would have decided (those it decides when the port runs) scores 0.9 or more."""
+    runs = tmp_path / "runs", tmp_path / "fails"
+    for folder in runs:
+        folder.mkdir()
+    config, _, _ = _project(runs[0], "llama", "llama_mindformers")
+    _, working = _stages_1_and_2(config)
+    decided = [name for name, found in working["found"].items() if found["method"] == "probed"]
+    config, _, _ = _project(runs[1], "llama", "llama_mindformers_on_ascend")
+    stdout, mapping = _stages_1_and_2(config)
+    lines = [line for line in stdout.splitlines() if "FlashAttentionScore" in line]
+    assert len(lines) == 1 and lines[0].startswith("probe skipped: the MindSpore model's forward fails in ")
+    assert "(RuntimeError: The kernel FlashAttentionScore unregistered.)" in lines[0]
+    assert decided and all(mapping["found"][name]["confidence"] < 0.9 for name in decided)
+    lowered = [name for name, found in mapping["found"].items() if "not probed" in found["note"]]
+    assert f"({len(lowered)} lowered)" in lines[0]
+
+
+def test_unprobed_entries_are_lowered_below_sure_unless_roles_settled_them():
+    """What the probe would have decided cannot stay at 0.9 or more without it, except what role words settled."""
+    import time
+
+    from pt2ms.mapping.match_layers import Match
+    from pt2ms.mapping.probe import Unit, _unprobed
+
+    matches = [Match("a.wq.weight", "q.weight", method="rule", confidence=0.99),
+               Match("a.linear_proj.weight", "o_proj.weight", method="role", confidence=0.95),
+               Match("a.wo.weight", "o.weight", method="structural", confidence=0.6),
+               Match("head.weight", "fc.weight", method="exact", confidence=1.0)]
+    units = [Unit("transpose", ["a.wq.weight"]), Unit("transpose", ["a.linear_proj.weight"]),
+             Unit("order", ["a.wq.weight", "a.wo.weight"])]
+    result, extras, summary = _unprobed(matches, {item.ms_name: item for item in matches}, units,
+                                        time.perf_counter(), "the MindSpore model's forward fails in layer a")
+    confidence = {item.ms_name: item.confidence for item in result}
+    assert confidence == {"a.wq.weight": 0.89, "a.linear_proj.weight": 0.95, "a.wo.weight": 0.6, "head.weight": 1.0}
+    assert "not probed: the MindSpore model's forward fails in layer a" in result[0].note
+    assert extras == {} and summary["capped"] == 1
+    assert summary["skipped"] == ("the MindSpore model's forward fails in layer a; the 3 entries it would have "
+                                  "decided stay below 0.9 (1 lowered) unless role words settled them")

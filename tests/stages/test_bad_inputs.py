@@ -352,6 +352,24 @@ def test_shape_mismatch(project):
                    says=["shape mismatch for 'classifier.weight'", "[3, 4]", "[4, 3, 3, 3]"])
 
 
+def test_parameters_stage_2_found_nothing_for_are_refused_and_listed(project):
+    """Stage 2's own null ("no PyTorch tensor fits") would leave random weights: one line, then the list."""
+    map_path = project.parent / "maps" / "tiny.json"
+    data = json.loads(map_path.read_text())
+    for name in ("norm.gamma", "norm.beta"):
+        data["map"][name] = data["suggested"][name] = None
+    map_path.write_text(json.dumps(data, indent=2) + "\n")
+    before = snapshot(project.parent)
+    code, _, stderr = run_script("3_pth2ckpt.py", "--config", str(project))
+    lines = stderr.splitlines()
+    assert code == 2 and lines[0].startswith("error: ") and str(map_path) in lines[0], stderr
+    assert "2 MindSpore parameter(s) would keep their initial (random) values" in lines[0]
+    assert lines[1:] == ["  left at initial value: norm.gamma", "  left at initial value: norm.beta",
+                         "  unused PyTorch tensor: norm.weight", "  unused PyTorch tensor: norm.bias",
+                         "  (2 left at initial value, 2 PyTorch tensors unused in all)"]
+    assert snapshot(project.parent) == before, "nothing written, the earlier .ckpt intact"
+
+
 # --- values that cannot be converted ----------------------------------------------------------------------
 
 def save_weights_with(project, fill):

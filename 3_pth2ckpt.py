@@ -15,7 +15,7 @@ def forward(args, config):
     left, unused = summary["left"], summary["unused"]
     print(f"converted {summary['converted']}, left at initial value {len(left)}, PyTorch tensors unused "
           f"{len(unused)}, ignored {len(summary['ignored_torch'])}; {summary['bytes'] / 1e6:,.1f} MB in "
-          f"{summary['seconds']:.1f} s, read back and checked {summary['checked']}")
+          f"{summary['seconds']:.1f} s, read back and checked {summary['checked']}; hand edits used {summary['hand_edits']}")
     for name in left[:10]:
         print(f"  left at initial value: {name}")
     for name in unused[:10]:

@@ -20,7 +20,7 @@ from pt2ms.formats.inventory import from_checkpoint, read_inventory
 from pt2ms.formats.safetensors_file import write_safetensors
 from pt2ms.formats.tensors import cast, count_nonfinite
 from pt2ms.mapping import transforms
-from pt2ms.mapping.mapfile import parse_value, read_map, shape_after
+from pt2ms.mapping.mapfile import hand_edits, parse_value, read_map, shape_after
 
 
 @dataclass
@@ -133,4 +133,4 @@ def convert(config, output_format="ckpt", cast_to=None, allow_nonfinite=False, a
     return {"path": path, "converted": len(steps), "left": left, "bytes": stats["bytes"],
             "unused": [name for name in tensors if name not in used and name not in ignored_torch],
             "ignored_torch": sorted(ignored_torch & set(tensors)), "overflow": stats["overflow"],
-            "checked": checked, "seconds": time.perf_counter() - started}
+            "checked": checked, "hand_edits": len(hand_edits(map_data)), "seconds": time.perf_counter() - started}

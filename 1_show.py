@@ -1,14 +1,11 @@
 """Stage 1: list both sides' tensors (name, shape, dtype, owning layer) as txt and CSV."""
 
 from pt2ms.stages import cli
-from pt2ms.stages.demo import make_missing_example
 from pt2ms.stages.show import show
 
 
 def stage(args):
-    config = cli.load(args)
-    for path in make_missing_example(config):
-        print(f"wrote {path} (it was missing: the bundled example's seeded input, made now)")
+    config = cli.load(args)  # on a fresh clone, also writes the bundled example's seeded checkpoint
     sides = show(config)
     for side, (rows, csv_path, txt_path) in sides.items():
         cli.wrote(csv_path)

@@ -19,13 +19,14 @@ def stage(args):
     mapped = sum(item.torch is not None for item in matches)
     print(f"mapped {mapped}/{len(matches)} ({', '.join(f'{m} {n}' for m, n in methods.most_common())}), "
           f"unused PyTorch tensors {len(summary['unused'])}, ignored {sum(map(len, summary['ignored'].values()))}, "
-          f"hand edits kept {summary['kept_edits']}")
+          f"hand edits kept {kept_edits(summary['kept_edits'])}")
     probed = summary.get("probe")
     if probed and "skipped" in probed:
         print(f"probe skipped: {probed['skipped']}")
     elif probed:
         print(f"probe: {probed['decided']} entries decided, {probed['undecided']} undecided "
-              f"({probed['units']} decisions in {probed.get('patterns', 0)} patterns, {probed['seconds']:.1f} s)")
+              f"({probed['units']} decisions in {probed.get('patterns', 0)} patterns, {probed['seconds']:.1f} s)"
+              + hand_edits_run(probed.get("hand_edits", {})))
     for side, source in summary["position"].items():
         if not source.startswith("the order its layers ran"):
             print(f"position ({side}): {source}")
@@ -39,6 +40,19 @@ def stage(args):
     for conflict in summary["conflicts"]:
         print(f"conflict: hand edit {conflict['ms_name']!r}: {conflict['problem']} (kept as written; stage 3 will refuse it)")
     return 0
+
+
+def kept_edits(items, shown=20):
+    """"2: a.weight <- x, b.bias <- y": how many hand edits were kept, and which (the first `shown`)."""
+    listed = ", ".join(f"{item.ms_name} <- {'null' if item.torch is None else item.torch}" for item in items[:shown])
+    more = f", ... ({len(items) - shown} more in the map)" if len(items) > shown else ""
+    return f"{len(items)}: {listed}{more}" if items else "0"
+
+
+def hand_edits_run(checked):
+    """", hand edits run 2 (1 contradicted)" for the probe's line; "" when it ran none."""
+    contradicted = sum(result["contradicted"] for result in checked.values())
+    return f", hand edits run {len(checked)} ({contradicted} contradicted)" if checked else ""
 
 
 def score_only(config, reference_path):

@@ -17,7 +17,8 @@ def forward(args, config):
     print(f"converted {summary['converted']}, left at initial value {len(left)}, PyTorch tensors unused "
           f"{len(unused)}, ignored {len(summary['ignored_torch'])}, MindSpore parameters ignored "
           f"{len(summary['ignored_ms'])}; {summary['bytes'] / 1e6:,.1f} MB in "
-          f"{summary['seconds']:.1f} s, read back and checked {summary['checked']}")
+          f"{summary['seconds']:.1f} s, read back and checked {summary['checked']}; hand edits used "
+          f"{summary['hand_edits']}")
     if found_none:
         print(f"  warning: --allow-initial: {len(found_none)} parameter(s) left at initial values with no PyTorch "
               "tensor found for them")

@@ -2,6 +2,7 @@
 script with the options that follow; `pt2ms make-example --config PATH` writes a bundled example's seeded
 PyTorch checkpoint (and template)."""
 
+import difflib
 import runpy
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ def stage_script(command):
 def make_example(args):
     from pt2ms.stages.demo import make_example_checkpoint
 
-    for path in make_example_checkpoint(cli.load(args)):
+    for path in make_example_checkpoint(cli.load(args, make_missing=False)):
         cli.wrote(path)
     return 0
 
@@ -42,14 +43,27 @@ def usage():
             + "  pt2ms make-example writes a bundled example's seeded PyTorch checkpoint\n")
 
 
+def unknown_command(command):
+    """The error line for a command that does not exist, with the closest real one."""
+    close = difflib.get_close_matches(command, [*STAGES, "make-example"], n=1, cutoff=0.5)
+    if not command:
+        return "name a command; `pt2ms show` runs stage 1 of the bundled example"
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (one of: {', '.join([*STAGES, 'make-example'])})"
+    return f"unknown command {command!r}{hint}"
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv.pop(0) if argv else ""
     if command == "make-example":
         return cli.run(make_example, argv, make_example_parser)
+    if command in ("-h", "--help"):
+        print(usage(), end="")
+        return 0
     if command not in STAGES:
-        print(usage(), end="", file=sys.stderr if command not in ("-h", "--help") else sys.stdout)
-        return 0 if command in ("-h", "--help") else cli.EXIT_BAD_INPUT
+        print(usage(), end="", file=sys.stderr)
+        print(f"error: {unknown_command(command)}", file=sys.stderr)
+        return cli.EXIT_BAD_INPUT
     saved, sys.argv = sys.argv, [f"pt2ms {command}", *argv]  # --help then names the command
     try:
         return runpy.run_path(str(stage_script(command)), run_name="pt2ms_stage")["main"](argv)

@@ -17,7 +17,12 @@ from pt2ms.errors import Pt2MsError
 from pt2ms.formats.hf_folder import weights_file
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "efficientnet_b0.toml"
+# The example configs: the checkout's configs/, or, installed with pip, the copy the wheel ships as pt2ms/configs/.
+BUNDLED_CONFIGS = PROJECT_ROOT / "configs"
+INSTALLED = not BUNDLED_CONFIGS.is_dir()
+if INSTALLED:
+    BUNDLED_CONFIGS = Path(__file__).resolve().parent / "configs"
+DEFAULT_CONFIG = BUNDLED_CONFIGS / "efficientnet_b0.toml"
 # The factory that builds the PyTorch model of a Hugging Face folder named with no [torch] model.
 HF_FACTORY = "pt2ms.running.hf:from_folder"
 
@@ -106,6 +111,7 @@ class Config:
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
 MAX_INPUT_ELEMENTS = 2**31  # one [verify] input of more values would not fit in memory anyway
 INT64 = 2**63
+INPUT_DTYPES = ("float32", "float16", "float64", "int64", "int32", "bool")  # what running.models.make_inputs makes
 
 
 def _is_int(value):
@@ -221,6 +227,8 @@ def _input_spec(index, item, source):
     if math.prod(spec.shape) > MAX_INPUT_ELEMENTS:
         raise Pt2MsError(f"{label} has shape {spec.shape}: {math.prod(spec.shape):,} values, more than "
                          f"{MAX_INPUT_ELEMENTS:,}; use a smaller batch or size")
+    if spec.dtype not in INPUT_DTYPES:
+        raise Pt2MsError(f"{label}: dtype {spec.dtype!r} is not supported (use one of {', '.join(INPUT_DTYPES)})")
     if spec.low >= spec.high:
         raise Pt2MsError(f"{label}: low ({spec.low}) must be below high ({spec.high})")
     return spec
@@ -251,7 +259,8 @@ def load_config(path=None):
     try:
         data = tomllib.loads(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise Pt2MsError(f"{source}: config file not found") from None
+        bundled = f" (the bundled examples: {BUNDLED_CONFIGS}/)" if INSTALLED else ""
+        raise Pt2MsError(f"{source}: config file not found{bundled}") from None
     except IsADirectoryError:
         raise Pt2MsError(f"{source}: is a folder, not a config file") from None
     except OSError as error:
@@ -266,6 +275,10 @@ def load_config(path=None):
         raise Pt2MsError(f"{source}: missing or bad top-level key 'name': {name!r} (letters, digits, '.', '_' and "
                          "'-', at most 100, not starting with '.'; e.g. name = \"resnet50\")")
     base = source.parent
+    if INSTALLED and base == BUNDLED_CONFIGS:
+        # A bundled example run from an installed package: its "../outputs/..." paths and its maps/ and outputs/
+        # go into the current folder, as if the configs lay in ./configs/, never into site-packages.
+        base = Path.cwd().resolve() / "configs"
     sections = {"torch": TorchSection, "mindspore": MindSporeSection, "verify": VerifySection, "paths": PathsSection,
                 "example": ExampleSection}
     unknown = sorted(set(data) - set(sections))
@@ -278,9 +291,10 @@ def load_config(path=None):
         _check_folders(built["paths"])
     except Pt2MsError as error:
         raise Pt2MsError(f"{source}: {error}") from None
-    if not (PROJECT_ROOT / "configs").is_dir():  # installed with pip: no checkout to hold maps/ and outputs/
+    if INSTALLED:  # no checkout to hold maps/ and outputs/: beside the config (a bundled one: the current folder)
+        home = base.parent if source.parent == BUNDLED_CONFIGS else base
         for key in set(("maps", "outputs")) - set(data.get("paths", {})):
-            setattr(built["paths"], key, base / key)
+            setattr(built["paths"], key, home / key)
     if built["verify"].train is not None:
         built["verify"].train = _train_section(built["verify"].train, source)
     config = Config(name=name, source=source, **built)

@@ -48,3 +48,13 @@ def test_factory_from_a_file_and_with_a_classmethod(tmp_path):
 def test_factory_failures_are_one_line_errors(tmp_path, spec, message):
     with pytest.raises(Pt2MsError, match=message):
         call_factory(spec, {"bogus": 1} if spec.endswith("torch_net") else {}, tmp_path / "c.toml")
+
+
+def test_an_input_dtype_that_is_not_supported_names_the_config_file(tmp_path):
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("inputs = [[2, 3, 8, 8]]",
+                                                 'inputs = [{ shape = [2, 3], dtype = "complex128" }]'))
+    with pytest.raises(Pt2MsError) as caught:
+        load_config(config)
+    assert str(caught.value) == (f"{config}: [verify] inputs: input 0: dtype 'complex128' is not supported "
+                                 "(use one of float32, float16, float64, int64, int32, bool)")

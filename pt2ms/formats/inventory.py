@@ -111,16 +111,27 @@ def to_csv_text(rows, where=""):
     return tables.to_csv_text(names[:3] + ["numel"] + names[3:], records, where)
 
 
+# The txt pads every name to the longest one: a name longer than this is cut there (whole in the CSV), so that
+# one pathological name (seen: 1 MB among 4,000 tensors, a 4 GB txt) cannot blow the file up.
+TXT_NAME_LIMIT = 160
+
+
+def cut_name(name, limit=TXT_NAME_LIMIT):
+    """`name`, or its first `limit` characters and a marker saying how many more the CSV holds."""
+    return name if len(name) <= limit else f"{name[:limit]}…(+{len(name) - limit:,} chars)"
+
+
 def to_txt(rows, title, where=""):
-    """The inventory for reading by eye: fixed-width columns, names escaped as in the CSV (one row, one line)."""
-    names = {row.name: tables.escape(row.name, where, formulas=False) for row in rows}
+    """The inventory for reading by eye: fixed-width columns, names escaped as in the CSV (one row, one line),
+    a very long name cut (see TXT_NAME_LIMIT)."""
+    names = {row.name: cut_name(tables.escape(row.name, where, formulas=False)) for row in rows}
     width = max([len(name) for name in names.values()] + [4])
     lines = [f"# {tables.escape(title, where, formulas=False)}: {len(rows)} tensors, "
              f"{sum(r.numel for r in rows):,} values",
              f"{'name':<{width}}  {'shape':<22} {'dtype':<9} {'numel':>12}  layer"]
     for row in rows:
         shape = "x".join(map(str, row.shape)) or "scalar"
-        note = f"  (same storage as {tables.escape(row.tied_to, where, formulas=False)})" if row.tied_to else ""
+        note = f"  (same storage as {cut_name(tables.escape(row.tied_to, where, formulas=False))})" if row.tied_to else ""
         layer = tables.escape(row.layer_type, where, formulas=False)
         lines.append(f"{names[row.name]:<{width}}  {shape:<22} {row.dtype:<9} {row.numel:>12,}  {layer}{note}")
     return "\n".join(lines) + "\n"

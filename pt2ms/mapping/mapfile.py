@@ -107,6 +107,14 @@ def read_map(path):
     return data
 
 
+def hand_edits(data):
+    """{ms_name: value} of the entries of a map that differ from what stage 2 suggested (a person's edits)."""
+    if not data:
+        return {}
+    suggested = data.get("suggested", {})
+    return {name: value for name, value in data["map"].items() if name not in suggested or suggested[name] != value}
+
+
 def _nesting(text):
     """How deep brackets nest in a JSON text (strings skipped), without parsing it."""
     depth = deepest = 0

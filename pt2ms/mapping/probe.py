@@ -25,6 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from tqdm import tqdm
 
 from pt2ms.errors import Pt2MsError
 from pt2ms.formats.inventory import strip_to_known
@@ -437,8 +438,12 @@ def _candidate_levels(bench, unit, partners_of):
     return pairs
 
 
-def probe(config, matches, ms_rows, torch_rows):
-    """Settle the unsure entries by running both models; returns (matches, {ms_name: probe record}, summary)."""
+def probe(config, matches, ms_rows, torch_rows, edits=None):
+    """Settle the unsure entries by running both models; returns (matches, {ms_name: probe record}, summary).
+
+    `edits` ({ms_name: (torch, transform)}, the hand edits stage 2 keeps) are run too, each against the
+    entry the probe would give: summary["hand_edits"] says, per edit, both errors and whether the numbers
+    contradict it (the probe's entry agrees, the hand edit does not)."""
     started = time.perf_counter()
     ms_shapes = {row.name: tuple(row.shape) for row in ms_rows}
     torch_shapes = {row.name: tuple(row.shape) for row in torch_rows}
@@ -448,7 +453,8 @@ def probe(config, matches, ms_rows, torch_rows):
         return matches, {}, {"skipped": str(error), "seconds": time.perf_counter() - started}
     hints_for = lambda item: _head_hints(bench, item)  # noqa: E731
     units = find_units(matches, ms_shapes, torch_shapes, hints_for)
-    if not units:
+    edit_units = _edit_units(edits or {}, matches, bench)
+    if not units and not edit_units:
         return matches, {}, {"decided": 0, "undecided": 0, "units": 0, "seconds": time.perf_counter() - started}
     by_name = {item.ms_name: item for item in matches}
     sources_by_cell = defaultdict(list)
@@ -463,7 +469,8 @@ def probe(config, matches, ms_rows, torch_rows):
 
     current = _current_values(bench, matches)
     bench.set_weights(current)
-    levels = {(unit.kind, tuple(unit.slots)): _candidate_levels(bench, unit, partners_of) for unit in units}
+    levels = {(unit.kind, tuple(unit.slots)): _candidate_levels(bench, unit, partners_of)
+              for unit in units + edit_units}
     try:
         bench.record({cell for pairs in levels.values() for cell, _ in pairs},
                      {module for pairs in levels.values() for _, module in pairs})
@@ -479,15 +486,20 @@ def probe(config, matches, ms_rows, torch_rows):
     for unit in units:
         patterns[unit.pattern()].append(unit)
     extras, decided, undecided = {}, 0, 0
+    # Each decision runs blocks of both models once per candidate: seconds each on a real model.
+    bar = tqdm(total=len(patterns) + len(edit_units), desc="probe", unit="decision", leave=False, disable=None)
     order = sorted(patterns.values(), key=lambda members: ("joined", "fused", "pieces", "order", "transpose")
                    .index(members[0].kind))
     pending = order
-    for _sweep in range(2):  # a second sweep for decisions that needed another one made first
+    for sweep in range(2):  # a second sweep for decisions that needed another one made first
         left = []
+        if sweep:
+            bar.total += len(pending)
         for members in pending:
             members[:] = [_refreshed(unit, by_name) for unit in members]
             unit_levels = [levels[(unit.kind, tuple(unit.slots))] for unit in members]
             label, errors, where = _decide(bench, members, unit_levels, current)
+            bar.update()
             if label is None:
                 left.append((members, errors, where))
                 continue
@@ -517,7 +529,9 @@ def probe(config, matches, ms_rows, torch_rows):
                                            note=f"probe ({unit.kind}) could not decide: {reason}; {item.note}")
                 extras[ms_name] = _record(unit, errors, None)
     summary = {"decided": decided, "undecided": undecided, "units": len(units), "patterns": len(patterns),
+               "hand_edits": _check_edits(bench, edit_units, by_name, current, levels, bar),
                "seconds": time.perf_counter() - started}
+    bar.close()
     return [by_name[item.ms_name] for item in matches], extras, summary
 
 
@@ -538,6 +552,37 @@ def _unprobed(matches, by_name, units, started, why):
                           "lowered) unless role words settled them", "capped": capped,
                "seconds": time.perf_counter() - started}
     return [by_name[item.ms_name] for item in matches], {}, summary
+
+
+def _edit_units(edits, matches, bench):
+    """One unit per hand edit the probe can run: the edit against the entry the matcher proposes."""
+    fresh = {item.ms_name: item for item in matches}
+    units = []
+    for ms_name, (torch_value, transform) in edits.items():
+        item = fresh.get(ms_name)
+        try:  # an edit that does not fit (a conflict stage 2 reports), or sets no value, is not run
+            if None in (torch_value, item and item.torch) or \
+                    bench.value(torch_value, transform).shape != tuple(bench.params[bench.own(ms_name)].shape):
+                continue
+        except Exception:  # noqa: BLE001 - a missing tensor or parameter, a transform that does not apply
+            continue
+        units.append(Unit("hand edit", [ms_name], [("hand edit", {ms_name: (torch_value, transform)}),
+                                                   ("probe", {ms_name: (item.torch, item.transform)})]))
+    return units
+
+
+def _check_edits(bench, units, by_name, current, levels, bar):
+    """{ms_name: both errors, where, the probe's entry, and whether the numbers contradict the hand edit}."""
+    results = {}
+    for unit in units:
+        ms_name = unit.slots[0]
+        item = by_name[ms_name]  # the probe's entry as decided above
+        unit.candidates[1] = ("probe", {ms_name: (item.torch, item.transform)})
+        label, errors, where = _decide(bench, [unit], [levels[(unit.kind, tuple(unit.slots))]], current)
+        results[ms_name] = {"contradicted": label == "probe", "where": where, "probe_entry": (item.torch, item.transform),
+                            "hand_error": _rounded(errors.get("hand edit")), "probe_error": _rounded(errors.get("probe"))}
+        bar.update()
+    return results
 
 
 def _record(unit, errors, label):

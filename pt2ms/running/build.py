@@ -17,8 +17,9 @@ def user_module_name(file):
     return f"pt2ms_user_{stem}_{hashlib.sha1(str(file).encode()).hexdigest()[:10]}"
 
 
-def import_object(spec, config_file):
-    """Import "package.module:attr" or "path/to/file.py:attr" (relative to the config file)."""
+def import_object(spec, config_file, key=None):
+    """Import "package.module:attr" or "path/to/file.py:attr" (relative to the config file); `key` is the config
+    key that names it (e.g. "[torch] model"), for the error messages."""
     module_name, _, attr = spec.rpartition(":")
     if not module_name or not attr:
         raise Pt2MsError(f"{config_file}: factory {spec!r} must look like 'package.module:function' or 'file.py:function'")
@@ -49,14 +50,18 @@ def import_object(spec, config_file):
     found = module
     for part in attr.split("."):  # "pkg.mod:Class.from_name" reaches a classmethod
         if not hasattr(found, part):
-            raise Pt2MsError(f"{config_file}: {module_name!r} has no attribute {attr!r}")
+            from pt2ms.running.factories import suggestion
+
+            callables = [name for name in dir(found) if callable(getattr(found, name, None))]
+            raise Pt2MsError(f"{config_file}: {key or 'factory'} {spec!r}: {module_name!r} has no attribute "
+                             f"{part!r}{suggestion(part, callables)}")
         found = getattr(found, part)
     return found
 
 
-def call_factory(spec, kwargs, config_file):
+def call_factory(spec, kwargs, config_file, key=None):
     """Build an object with the factory named in the config; its failures become a one-line error."""
-    factory = import_object(spec, config_file)
+    factory = import_object(spec, config_file, key)
     try:
         return factory(**kwargs)
     except Pt2MsError:
@@ -69,7 +74,7 @@ def build_torch_model(config):
     """The PyTorch model named under [torch], in eval mode."""
     import torch
 
-    model = call_factory(config.torch.model, config.torch.kwargs, config.source)
+    model = call_factory(config.torch.model, config.torch.kwargs, config.source, "[torch] model")
     if not isinstance(model, torch.nn.Module):
         raise Pt2MsError(f"{config.source}: factory {config.torch.model!r} returned {type(model).__name__}, "
                          "not a torch.nn.Module")
@@ -80,7 +85,7 @@ def build_ms_model(config):
     """The MindSpore Cell named under [mindspore], in inference mode."""
     from mindspore import nn
 
-    net = call_factory(config.mindspore.model, config.mindspore.kwargs, config.source)
+    net = call_factory(config.mindspore.model, config.mindspore.kwargs, config.source, "[mindspore] model")
     if not isinstance(net, nn.Cell):
         raise Pt2MsError(f"{config.source}: factory {config.mindspore.model!r} returned {type(net).__name__}, "
                          "not a mindspore.nn.Cell")

@@ -21,7 +21,7 @@ def make_inputs(specs, seed, source="the config"):
     for index, spec in enumerate(specs):
         dtype = NUMPY_INPUT_DTYPES.get(spec.dtype)
         if dtype is None:
-            raise Pt2MsError(f"input dtype {spec.dtype!r} is not supported (use one of {', '.join(NUMPY_INPUT_DTYPES)})")
+            raise Pt2MsError(f"{source}: [verify] inputs: input {index}: dtype {spec.dtype!r} is not supported (use one of {', '.join(NUMPY_INPUT_DTYPES)})")
         if any(size < 1 for size in spec.shape):
             # An input without values gives outputs without values: the run would verify nothing.
             raise Pt2MsError(f"{source}: [verify] inputs: input {index} has shape {list(spec.shape)}; "

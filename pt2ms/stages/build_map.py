@@ -17,7 +17,7 @@ from pt2ms.formats.files import write_json
 from pt2ms.formats.inventory import read_inventory
 from pt2ms.formats.tables import write_map_review
 from pt2ms.mapping import probe, transforms
-from pt2ms.mapping.mapfile import parse_value, read_map, shape_after
+from pt2ms.mapping.mapfile import hand_edits, parse_value, read_map, shape_after
 from pt2ms.mapping.matching import Match, ignored_reason, match, position_note
 from pt2ms.mapping.splits import propose_splits
 
@@ -72,29 +72,38 @@ def split_ignored(ms_rows, torch_rows):
     return kept["mindspore"], kept["torch"], ignored
 
 
-def _hand_edits(previous):
-    """Entries of an earlier map that differ from what stage 2 suggested then."""
-    if not previous:
-        return {}
-    suggested = previous.get("suggested", {})
-    return {name: value for name, value in previous["map"].items()
-            if name not in suggested or suggested[name] != value}
+def hand_edit_entries(previous, where):
+    """{ms_name: parsed Entry} of the hand edits found in an earlier map."""
+    return {ms_name: parse_value(value, ms_name, where) for ms_name, value in hand_edits(previous).items()}
 
 
-def merge(fresh, previous, ms_rows, torch_rows, where):
-    """Fresh matches, overridden by the hand edits found in `previous`; returns (matches, conflicts)."""
+def _torch_value(entry):
+    return (entry.torch_names[0] if len(entry.torch_names) == 1 else entry.torch_names) or None
+
+
+def merge(fresh, previous, ms_rows, torch_rows, where, checked=None):
+    """Fresh matches, overridden by the hand edits found in `previous`; returns (matches, conflicts).
+
+    A hand edit is kept as written; one that the probe's numbers contradict (`checked`, from probe.probe's
+    summary["hand_edits"]) drops to confidence 0, with both errors in its note, so it heads the review list."""
     by_name = {row.name: row for row in ms_rows}
     torch_by_name = {row.name: row for row in torch_rows}
     matches = {item.ms_name: item for item in fresh}
     conflicts = []
-    for ms_name, value in _hand_edits(previous).items():
-        entry = parse_value(value, ms_name, where)
+    for ms_name, entry in hand_edit_entries(previous, where).items():
         problem = check_entry(by_name.get(ms_name), entry, torch_by_name)
         if problem:
-            conflicts.append({"ms_name": ms_name, "value": value, "problem": problem})
-        torch_value = (entry.torch_names[0] if len(entry.torch_names) == 1 else entry.torch_names) or None
-        matches[ms_name] = Match(ms_name, torch_value, entry.transform, entry.tied, "manual", 1.0,
-                                 "hand edit" + (f" (conflict: {problem})" if problem else ""))
+            conflicts.append({"ms_name": ms_name, "value": previous["map"][ms_name], "problem": problem})
+        evidence = (checked or {}).get(ms_name, {})
+        confidence, note = 1.0, "hand edit" + (f" (conflict: {problem})" if problem else "")
+        if evidence.get("contradicted"):
+            confidence = 0.0
+            torch_value, transform = evidence["probe_entry"]
+            probe_entry = torch_value if not transform else f"{torch_value} ({transform})"
+            note = (f"hand edit contradicted by the probe: it gives error {evidence['hand_error']} at "
+                    f"{evidence['where']}, while {probe_entry} gives {evidence['probe_error']} "
+                    "(kept as written; fix or confirm it)")
+        matches[ms_name] = Match(ms_name, _torch_value(entry), entry.transform, entry.tied, "manual", confidence, note)
     return list(matches.values()), conflicts
 
 
@@ -107,10 +116,14 @@ def build_map(config):
     fresh = propose_splits(match(ms_rows, torch_rows), ms_rows, torch_rows)
     probed, probe_summary = {}, None
     if probe.wanted(config):  # both models given: run them to settle what names and shapes cannot
-        fresh, probed, probe_summary = probe.probe(config, fresh, ms_rows, torch_rows)
-    matches, conflicts = merge(fresh, previous, ms_rows, torch_rows, config.map_path)
+        edits = {ms_name: (_torch_value(entry), entry.transform)
+                 for ms_name, entry in hand_edit_entries(previous, config.map_path).items()}
+        fresh, probed, probe_summary = probe.probe(config, fresh, ms_rows, torch_rows, edits)
+    checked = (probe_summary or {}).get("hand_edits", {})
+    matches, conflicts = merge(fresh, previous, ms_rows, torch_rows, config.map_path, checked)
     order = {row.name: index for index, row in enumerate(ms_rows)}
-    matches.sort(key=lambda item: (item.confidence, order.get(item.ms_name, len(order))))
+    # Lowest confidence first; among equals, a hand edit the probe contradicts first: it is a person's mistake.
+    matches.sort(key=lambda item: (item.confidence, item.method != "manual", order.get(item.ms_name, len(order))))
     used = {name for item in matches for name in ([item.torch] if isinstance(item.torch, str) else item.torch or [])}
     unused = [row.name for row in torch_rows if row.name not in used]
     data = {
@@ -129,7 +142,7 @@ def build_map(config):
     write_json(config.map_path, data)
     review = write_map_review(config.output_dir / "map_review.csv", matches, ms_all, torch_all)
     return {"path": config.map_path, "review": review, "matches": matches, "unused": unused, "ignored": ignored,
-            "conflicts": conflicts, "kept_edits": sum(item.method == "manual" for item in matches),
+            "conflicts": conflicts, "kept_edits": [item for item in matches if item.method == "manual"],
             "position": data["position"], "probe": probe_summary}
 
 

@@ -20,7 +20,7 @@ from pt2ms.formats.inventory import from_checkpoint, read_inventory
 from pt2ms.formats.safetensors_file import write_safetensors
 from pt2ms.formats.tensors import cast, count_nonfinite
 from pt2ms.mapping import transforms
-from pt2ms.mapping.mapfile import parse_value, read_map, shape_after
+from pt2ms.mapping.mapfile import hand_edits, parse_value, read_map, shape_after
 
 
 @dataclass
@@ -169,4 +169,4 @@ def convert(config, output_format="ckpt", cast_to=None, allow_nonfinite=False, a
     return {"path": path, "converted": len(steps), "left": left, "nothing_found": initial, "bytes": stats["bytes"],
             "unused": unused, "ignored_ms": sorted(ignored_ms & {row.name for row in targets}),
             "ignored_torch": sorted(ignored_torch & set(tensors)), "overflow": stats["overflow"],
-            "checked": checked, "seconds": time.perf_counter() - started}
+            "checked": checked, "hand_edits": len(hand_edits(map_data)), "seconds": time.perf_counter() - started}

@@ -1,5 +1,7 @@
 """Stage 1: both sides' parameter inventories (name, shape, dtype, owning layer, order, settings) as CSV and txt."""
 
+from tqdm import tqdm
+
 from pt2ms.errors import Pt2MsError
 from pt2ms.formats.checkpoint import open_ms_checkpoint, open_torch_checkpoint
 from pt2ms.formats.inventory import from_checkpoint, inventory_texts, write_inventory
@@ -21,19 +23,28 @@ def show(config):
     except Pt2MsError as error:  # stage 4 refuses such inputs; stage 1 only loses the execution order
         inputs = []
         warnings.append(f"{error}: no execution order")
+    # Building and running a model takes seconds to minutes (a big one, or MindSpore's first compile): a bar.
+    models = [side for side, factory in (("PyTorch", config.torch.model), ("MindSpore", config.mindspore.model))
+              if factory]
+    bar = tqdm(total=len(models), desc="recording", unit="model", leave=False, disable=None)
     if config.torch.model:
+        bar.set_postfix_str("PyTorch")
         model = build_torch_model(config)
         add_torch_layer_types(torch_rows, model)
         facts = torch_facts(model, inputs)
         add_facts(torch_rows, facts)
         warnings.append(facts.warning)
+        bar.update()
     # A template's names are what the target checkpoint must hold; a model adds layer types, paths and order.
     ms_model_rows = None
     if config.mindspore.model:
+        bar.set_postfix_str("MindSpore")
         net = build_ms_model(config)
         facts = ms_facts(net, inputs)
         ms_model_rows = add_facts(from_ms_model(net), facts)
         warnings.append(facts.warning)
+        bar.update()
+    bar.close()
     for warning in filter(None, warnings):
         print(f"warning: {warning}")
     if config.mindspore.template:

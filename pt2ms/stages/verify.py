@@ -200,7 +200,7 @@ def dataset_batches(config):
 
     from pt2ms.running.build import call_factory
 
-    dataset = call_factory(config.verify.dataset, config.verify.dataset_kwargs, config.source)
+    dataset = call_factory(config.verify.dataset, config.verify.dataset_kwargs, config.source, "[verify] dataset")
     if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
         raise Pt2MsError(f"{config.source}: dataset {config.verify.dataset!r} needs __getitem__ and __len__")
     try:

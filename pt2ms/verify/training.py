@@ -134,7 +134,7 @@ def make_labels(train, config, torch_output):
 
 
 def _dataset_labels(config):
-    dataset = call_factory(config.verify.dataset, config.verify.dataset_kwargs, config.source)
+    dataset = call_factory(config.verify.dataset, config.verify.dataset_kwargs, config.source, "[verify] dataset")
     field = config.verify.dataset_inputs
     samples = [dataset[index] for index in range(min(config.verify.batch_size, len(dataset)))]
     if not all(isinstance(s, (tuple, list)) and len(s) > field for s in samples):

@@ -226,3 +226,83 @@ def test_unprobed_entries_are_lowered_below_sure_unless_roles_settled_them():
     assert extras == {} and summary["capped"] == 1
     assert summary["skipped"] == ("the MindSpore model's forward fails in layer a; the 3 entries it would have "
                                   "decided stay below 0.9 (1 lowered) unless role words settled them")
+
+
+# --- hand edits against the probe's numbers ------------------------------------------------------------
+
+def _tiny_mapped(tmp_path, classes=3):
+    from tests.tiny_models import randomized_state_dict, torch_net
+
+    torch.save(randomized_state_dict(torch_net(classes)), tmp_path / "weights.pth")
+    config = write_config(tmp_path)
+    if classes != 3:
+        config.write_text(config.read_text().replace('_net"\n', f'_net"\nkwargs = {{ classes = {classes} }}\n'))
+    _stages_1_and_2(config)
+    return config
+
+
+def _edit(config, **entries):
+    path = config.parent / "maps" / f"{config.stem}.json"
+    data = json.loads(path.read_text())
+    data["map"].update(entries)
+    path.write_text(json.dumps(data))
+
+
+def test_a_hand_edit_the_probe_contradicts_heads_the_review_list(tmp_path):
+    config = _tiny_mapped(tmp_path)
+    # Wrong but shaped right (both (4,)): the first BatchNorm's weight for the second one's gamma. And a right
+    # edit (the long form of the suggested entry) and a null edit, which the probe leaves alone.
+    _edit(config, **{"features.5.gamma": "features.1.weight", "classifier.weight": {"torch": "fc.weight"},
+                     "norm.beta": None})
+    stdout, mapping = _stages_1_and_2(config)
+    kept = stdout.split("hand edits kept 3: ")[1].splitlines()[0].split(", ")
+    assert sorted(kept) == ["classifier.weight <- fc.weight", "features.5.gamma <- features.1.weight",
+                            "norm.beta <- null"]
+    assert "hand edits run 2 (1 contradicted)" in stdout
+    assert next(iter(mapping["map"])) == "features.5.gamma"  # lowest confidence first: it heads the map
+    assert mapping["map"]["features.5.gamma"] == "features.1.weight"  # kept as written
+    found = mapping["found"]["features.5.gamma"]
+    assert found["method"] == "manual" and found["confidence"] < 0.9
+    assert "contradicted by the probe" in found["note"] and "while features.5.weight gives" in found["note"]
+    assert mapping["found"]["classifier.weight"]["confidence"] == 1.0
+    review = stdout.split("review these first:")[1].splitlines()
+    assert review[1].split()[:3] == ["0.00", "manual", "features.5.gamma"]
+    # Stage 3 counts the entries that differ from stage 2's suggestion: the null ones (the long form of
+    # classifier.weight was written back as the plain name it means, the suggested one).
+    _edit(config, **{"features.5.gamma": "features.5.weight", "classifier.bias": None})
+    code, stdout, stderr = run_script("3_pth2ckpt.py", "--config", str(config))
+    assert code == 0, stderr
+    assert "hand edits used 2" in stdout
+
+
+def test_the_probe_shows_a_progress_bar_on_a_terminal(tmp_path):
+    """Under a pseudo-terminal stage 2's probe draws a tqdm bar on stderr, one step per decision."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    from tests.conftest import ROOT
+
+    config = _tiny_mapped(tmp_path, classes=4)  # Dense(4, 4): a square weight, one transpose decision
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a new pty is 0 columns wide
+    process = subprocess.Popen([sys.executable, str(ROOT / "2_build_map.py"), "--config", str(config)],
+                               stdin=secondary, stdout=secondary, stderr=secondary, cwd=ROOT)
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(primary)
+    assert process.wait(timeout=300) == 0, seen.decode(errors="replace")
+    text = seen.decode(errors="replace")
+    assert "probe:   0%|" in text and "| 0/1 [" in text and "decision/s]" in text, text

@@ -260,6 +260,8 @@ BAD_CONFIGS = {
     "unknown_top_level_key": ('name = "tiny"\n', 'name = "tiny"\nepochs = 3\n', ["unknown key 'epochs'"]),
     "unknown_section_key": ('checkpoint = "weights.pth"', 'checkpiont = "weights.pth"',
                             ["unknown key 'checkpiont' in [torch]"]),
+    "complex_input": ("inputs = [[2, 3, 8, 8]]", 'inputs = [{ shape = [2, 3, 8, 8], dtype = "complex128" }]',
+                      ["[verify] inputs: input 0: dtype 'complex128' is not supported"]),
 }
 
 
@@ -283,12 +285,14 @@ def returns_a_dict(**kwargs):
 '''
 
 BAD_FACTORIES = {
-    "no_such_module": ("torch", "no_such_module_pt2ms:net", ["cannot import 'no_such_module_pt2ms'"]),
+    "no_such_module": ("torch", "no_such_module_pt2ms:net",
+                       ["[torch] model", "no module named 'no_such_module_pt2ms' is installed"]),
     "no_such_file": ("torch", "no_such_file.py:net", ["no_such_file.py", "not found"]),
     "no_such_attribute": ("torch", "tests.tiny_models:no_such_factory", ["has no attribute 'no_such_factory'"]),
     "raises": ("torch", "factories.py:raises", ["raised ValueError: width must be positive"]),
     "wrong_type": ("torch", "factories.py:returns_a_dict", ["returned dict", "torch.nn.Module"]),
     "ms_no_such_attribute": ("mindspore", "tests.tiny_models:no_such_cell", ["has no attribute 'no_such_cell'"]),
+    "typo": ("mindspore", "tests.tiny_models:ms_nte", ["[mindspore] model", "did you mean 'ms_net'?"]),
     "ms_raises": ("mindspore", "factories.py:raises", ["raised ValueError"]),
     "no_colon": ("torch", "tests.tiny_models.torch_net", ["must look like"]),
 }

@@ -133,6 +133,18 @@ def test_wheel_builds_and_the_pt2ms_command_runs_the_four_stages(tmp_path):
     assert (project / "outputs" / "tiny" / "tiny.ckpt").is_file() and (project / "maps" / "tiny.json").is_file()
     assert not (tmp_path / "site" / "outputs").exists()
     assert json.loads((project / "outputs" / "tiny" / "verify.json").read_text())["agree"] is True
+    # No arguments, in an empty folder: the bundled example's stage 1, its seeded checkpoint made here.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = subprocess.run([python, "-m", "pt2ms", "show"], cwd=empty, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    example = empty / "outputs" / "efficientnet_b0"
+    assert f"wrote {example / 'efficientnet_b0.pth'} (it was missing" in done.stdout
+    assert (example / "torch_params.txt").is_file() and (example / "ms_params.csv").is_file()
+    assert sorted(path.name for path in (tmp_path / "site").iterdir()) == ["bin", "pt2ms", f"{wheel.name.split('-py')[0]}.dist-info"]
+    assert not (tmp_path / "site" / "pt2ms" / "outputs").exists()
+    done = subprocess.run([str(command), "shwo"], cwd=empty, env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.splitlines()[-1] == "error: unknown command 'shwo' (did you mean 'show'?)"
 
 
 def test_four_scripts_with_no_arguments_on_a_fresh_clone_read_agree(tmp_path):

@@ -31,3 +31,32 @@ def test_missing_config_is_one_line_and_exit_2(script, tmp_path):
     code, stdout, stderr = run_script(script, "--config", str(tmp_path / "nope.toml"))
     assert code == 2
     assert stderr == f"error: {tmp_path / 'nope.toml'}: config file not found\n"
+
+
+def _broken_txt(*args, **kwargs):
+    raise KeyError("layer_type")  # a bug of ours, deep inside stage 1: not bad input
+
+
+def test_an_unexpected_exception_is_one_line_and_exit_4(tiny_project, monkeypatch):
+    import pt2ms.formats.inventory
+
+    monkeypatch.setattr(pt2ms.formats.inventory, "to_txt", _broken_txt)
+    code, _, stderr = run_script("1_show.py", "--config", str(tiny_project))
+    assert code == 4
+    assert stderr == ("error: internal error in 1_show.py: KeyError: 'layer_type' "
+                      "(rerun with --debug for the traceback)\n")
+    code, _, stderr = run_script("1_show.py", "--config", str(tiny_project), "--debug")
+    assert code == 4 and "Traceback (most recent call last)" in stderr and "_broken_txt" in stderr
+    assert stderr.splitlines()[-1] == "error: internal error in 1_show.py: KeyError: 'layer_type'"
+
+
+@pytest.mark.parametrize("command, message", [
+    ("shwo", "error: unknown command 'shwo' (did you mean 'show'?)"),
+    ("make-exmaple", "error: unknown command 'make-exmaple' (did you mean 'make-example'?)"),
+    ("frobnicate", "error: unknown command 'frobnicate' (one of: show, map, convert, verify, make-example)"),
+])
+def test_an_unknown_pt2ms_command_is_an_error_line_and_exit_2(command, message, capsys):
+    from pt2ms.__main__ import main
+
+    assert main([command]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == message

@@ -109,7 +109,7 @@ def layer_series(result, metric_of):
     as spikes down to that floor, as though they were tiny errors. The NaN breaks the line there.
     """
     found = [(index, metric_of(layer).get("relative")) for index, layer in enumerate(result["layers"])
-             if metric_of(layer).get("compared") and layer["verdict"] != BOUNDARY]
+             if metric_of(layer).get("compared") and layer.get("verdict") != BOUNDARY]
     found = [(index, value) for index, value in found if value is not None and math.isfinite(value)]
     return [index for index, _ in found], [value if value > 0 else math.nan for _, value in found], \
         [index for index, value in found if value == 0]
@@ -168,7 +168,7 @@ def plot(result, path):
         if zeros:
             axes.plot(zeros, [zero_y] * len(zeros), transform=on_axis, linestyle="none", marker="v",
                       color=line.get_color(), label=f"{label}: exactly 0", clip_on=False)
-    boundaries = [index for index, layer in enumerate(result["layers"]) if layer["verdict"] == BOUNDARY]
+    boundaries = [index for index, layer in enumerate(result["layers"]) if layer.get("verdict") == BOUNDARY]
     if boundaries:
         axes.plot(boundaries, [0.97] * len(boundaries), transform=on_axis, linestyle="none", marker="|",
                   markersize=12, color="grey", label="boundary: the ports cut the work here (judged where both agree)",

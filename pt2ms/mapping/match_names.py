@@ -27,7 +27,16 @@ RENAMES = [
 UNTYPED_RENAMES = {"moving_mean": "running_mean", "moving_variance": "running_var", "embedding_table": "weight"}
 PAIR_RENAMES = {"gamma": "weight", "beta": "bias"}
 
-TORCH_IGNORED = re.compile(r"(^|\.)num_batches_tracked$")
+# PyTorch tensors a model does not register as weights: counters and buffers computed from the config. Older
+# transformers saved some that newer ones no longer register (`embeddings.position_ids`); its from_pretrained
+# skips them on load, and so does the map. (pattern, dtypes it covers or None for any, reason)
+TORCH_IGNORED = [
+    (re.compile(r"(^|\.)num_batches_tracked$"), None, "BatchNorm step counter: MindSpore has no counterpart"),
+    (re.compile(r"(^|\.)position_ids$"), ("int64", "int32"),
+     "position-index buffer (0, 1, 2, ...) older transformers saved: the model does not register it"),
+    (re.compile(r"(^|\.)inv_freq$"), None,
+     "rotary inv_freq buffer: computed from the config, the model does not register it as a weight"),
+]
 # Optimizer state that a template saved from a training wrapper carries: per-parameter slots mirror a
 # parameter's name behind one of these prefixes; the scalars have fixed names.
 OPTIMIZER_SLOTS = ("moments.", "moment1.", "moment2.", "adam_m.", "adam_v.", "accum.", "mean_grad.",
@@ -40,9 +49,10 @@ TYPE_FAMILIES = {"Dense": "Linear", "Conv2dTranspose": "ConvTranspose2d", "Conv1
 
 
 def ignored_reason(row, ms_names, ms_side):
-    """Why a tensor takes no part in the map (num_batches_tracked, optimizer state), or ""."""
+    """Why a tensor takes no part in the map (num_batches_tracked, position_ids, optimizer state), or ""."""
     if not ms_side:
-        return "BatchNorm step counter: MindSpore has no counterpart" if TORCH_IGNORED.search(row.name) else ""
+        return next((reason for pattern, dtypes, reason in TORCH_IGNORED
+                     if pattern.search(row.name) and (dtypes is None or row.dtype in dtypes)), "")
     name = strip_wrappers(row.name)  # a train-step cell may prefix its optimizer's state too
     if name in OPTIMIZER_SCALARS:
         return "optimizer state"

@@ -5,10 +5,12 @@ Stage 1 runs them once (execution order), stage 2's probe and stage 4 run them w
 
 import numpy as np
 
+from pt2ms.config import HF_FACTORY
 from pt2ms.errors import Pt2MsError
 from pt2ms.formats.checkpoint import open_torch_checkpoint
 from pt2ms.formats.inventory import strip_to_known
 from pt2ms.running.build import build_ms_model, build_torch_model
+from pt2ms.running.hf import load_folder
 
 NUMPY_INPUT_DTYPES = {"float32": np.float32, "float16": np.float16, "float64": np.float64,
                       "int64": np.int64, "int32": np.int32, "bool": np.bool_}
@@ -47,9 +49,15 @@ def common_path(paths):
 
 
 def load_torch(config):
-    """The PyTorch model with the checkpoint loaded strictly (wrapper prefixes such as module. dropped)."""
+    """The PyTorch model with the checkpoint loaded strictly (wrapper prefixes such as module. dropped).
+
+    A Hugging Face folder with no factory is loaded by transformers itself (running.hf.load_folder), so its
+    key renames and weight conversions apply: the model may hold its tensors under other names than the files.
+    """
     import torch
 
+    if config.torch.model == HF_FACTORY:
+        return load_folder(**config.torch.kwargs)
     model = build_torch_model(config)
     expected = model.state_dict()
     state = {}

@@ -126,11 +126,10 @@ class _Router(msnn.Cell):
         self.fi_accu = Parameter(Tensor(np.zeros(EXPERTS, np.float32)), name="fi_accu", requires_grad=False)
 
     def construct(self, x):
-        """Per token, each expert's weight: the top-k softmax probabilities renormalised, 0 elsewhere."""
-        probs = ops.softmax(ops.matmul(x, self.weight.T), -1)
-        values, indices = ops.topk(probs, TOP_K)
-        values = values / values.sum(-1, keepdims=True)
-        return (ops.one_hot(indices, EXPERTS, Tensor(1.0), Tensor(0.0)) * values.expand_dims(-1)).sum(1)
+        """(logits, the top-k softmax probabilities renormalised, their experts), as transformers' router."""
+        logits = ops.matmul(x, self.weight.T)
+        values, indices = ops.topk(ops.softmax(logits, -1), TOP_K)
+        return logits, values / values.sum(-1, keepdims=True), indices
 
 
 class _GroupedExperts(msnn.Cell):
@@ -141,7 +140,8 @@ class _GroupedExperts(msnn.Cell):
         self.weight1 = _normal((EXPERTS * HIDDEN, 2 * EXPERT_FFN), 3)
         self.weight2 = _normal((EXPERTS * EXPERT_FFN, HIDDEN), 4)
 
-    def construct(self, x, expert_weights):
+    def construct(self, x, indices, values):
+        expert_weights = (ops.one_hot(indices, EXPERTS, Tensor(1.0), Tensor(0.0)) * values.expand_dims(-1)).sum(1)
         gate_up = ops.matmul(x, self.weight1.reshape(EXPERTS, HIDDEN, 2 * EXPERT_FFN))    # [E, T, 2F]
         gate, up = ops.split(gate_up, [EXPERT_FFN, EXPERT_FFN], axis=-1)                 # concatenated halves
         out = ops.matmul(ops.silu(gate) * up, self.weight2.reshape(EXPERTS, EXPERT_FFN, HIDDEN))  # [E, T, H]
@@ -156,7 +156,8 @@ class _MoE(msnn.Cell):
 
     def construct(self, x):
         tokens = x.reshape(-1, HIDDEN)
-        return self.experts(tokens, self.router(tokens)).reshape(x.shape)
+        _, values, indices = self.router(tokens)
+        return self.experts(tokens, indices, values).reshape(x.shape)
 
 
 class _Layer(msnn.Cell):

@@ -6,6 +6,9 @@ Passes, most certain first; each claims tensors the later ones no longer see:
   1b. role     Megatron / mcore layer words (linear_qkv, linear_proj = the output projection, linear_fc1/2,
                 word_embeddings, output_layer, q/k_layernorm, pre_mlp_layernorm) paired with the PyTorch layers
                 of the same role in the same block (match_roles.MEGATRON_LAYERS, MEGATRON_JOINED)
+  1c. experts  Mixture-of-Experts tensors stacked into one MindSpore tensor (mindformers' experts.weight1/2),
+                from per-expert or fused PyTorch tensors; their router; counters with no source
+                (match_experts.GROUPED, ROUTERS, NO_SOURCE)
   2. structural layers matched by shape signature and geometry (stride, dilation, groups), name-token
                 similarity, position in the models' execution order (then declaration order; file order
                 only without a model), the n-th of a kind with the n-th, and the shape of their parent
@@ -18,10 +21,11 @@ Passes, most certain first; each claims tensors the later ones no longer see:
 Anything still unpaired is left null (kept at its initial value) and reported.
 
 Modules: match_names (names and tokens), match_layers (layer grouping and assignment), match_fused (fused
-pieces and joined runs), match_roles (Megatron role words); this one runs the passes.
+pieces and joined runs), match_roles (Megatron role words), match_experts (MoE experts); this one runs the passes.
 """
 
 from pt2ms.mapping import transforms
+from pt2ms.mapping.match_experts import match_experts
 from pt2ms.mapping.match_fused import assign_with_pieces, holds_several, join_runs, piece_groups, record_fused
 from pt2ms.mapping.match_layers import Match, Side, assign_layers, layers_of, order_keys, pair_tensors, prepare
 from pt2ms.mapping.match_names import (  # noqa: F401
@@ -146,6 +150,7 @@ def match(ms_rows, torch_rows):
     matches, used = {}, set()
     _exact(ms, torch, matches, used)
     match_roles(ms, torch, matches, used)
+    match_experts(ms, torch, matches, used)
     _structural(ms, torch, matches, used, loose=False)
     _structural(ms, torch, matches, used, loose=True)
     join_runs(ms, torch, matches, used)

@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pt2ms.errors import Pt2MsError
+from pt2ms.formats.checkpoint import open_torch_checkpoint
 from pt2ms.formats.inventory import strip_to_known
 from pt2ms.mapping import transforms
 from pt2ms.mapping.probe_units import HEAD_ATTRS, UNSURE, Unit, find_units, parent_of, refreshed, sources_of
@@ -43,6 +44,7 @@ class Bench:
         from pt2ms.running.build import build_ms_model
 
         self.model = load_torch(config)
+        self.config, self.files = config, None
         self.net = build_ms_model(config)
         self.net.set_train(False)
         self.inputs = make_inputs(config.verify.inputs, config.verify.seed)
@@ -60,7 +62,13 @@ class Bench:
         self.comparable = {}
 
     def torch_array(self, name):
-        return self.state[strip_to_known(name, self.state)]
+        known = strip_to_known(name, self.state)
+        if known not in self.state:  # a tensor the model holds converted (per-expert files, fused in memory)
+            if self.files is None:
+                self.files = open_torch_checkpoint(self.config.torch.checkpoint, self.config.torch.state_dict_key,
+                                                   self.config.torch.trust_pickle)
+            self.state[known] = _file_array(self.files[name])
+        return self.state[known]
 
     def value(self, torch_value, transform):
         names = [torch_value] if isinstance(torch_value, str) else list(torch_value)
@@ -79,7 +87,10 @@ class Bench:
         return self.cell_of.get(self.own(ms_name), parent_of(self.own(ms_name)))
 
     def torch_module_of(self, torch_name):
-        return strip_to_known(parent_of(torch_name), self.modules)
+        path = parent_of(torch_name)
+        while path and strip_to_known(path, self.modules) not in self.modules:
+            path = parent_of(path)  # a tensor the model holds fused (experts.0.gate_proj): its nearest module
+        return strip_to_known(path, self.modules)
 
     def partner(self, cell_path, matches_by_cell):
         """The PyTorch module feeding every mapped parameter under a MindSpore cell: their common prefix."""
@@ -153,6 +164,14 @@ class Bench:
             scale = max(float(np.abs(theirs).max()), 1e-12)
             worst = max(worst, float(np.abs(mine.astype(np.float64) - theirs).max()) / scale)
         return worst
+
+
+def _file_array(tensor):
+    """One tensor as the checkpoint file holds it (bfloat16 read as float32, as the model's state is)."""
+    import torch
+
+    array = tensor.read()
+    return torch_numpy(torch.from_numpy(array).view(torch.bfloat16)) if tensor.dtype == "bfloat16" else array
 
 
 def _locate_ms_failure(net, inputs, failure):
@@ -297,7 +316,7 @@ def probe(config, matches, ms_rows, torch_rows, edits=None):
     extras, decided, undecided = {}, 0, 0
     # Each decision runs blocks of both models once per candidate: seconds each on a real model.
     bar = tqdm(total=len(patterns) + len(edit_units), desc="probe", unit="decision", leave=False, disable=None)
-    order = sorted(patterns.values(), key=lambda members: ("joined", "fused", "pieces", "order", "transpose")
+    order = sorted(patterns.values(), key=lambda members: ("experts", "joined", "fused", "pieces", "order", "transpose")
                    .index(members[0].kind))
     pending = order
     for sweep in range(2):  # a second sweep for decisions that needed another one made first
@@ -344,7 +363,7 @@ def probe(config, matches, ms_rows, torch_rows, edits=None):
     return [by_name[item.ms_name] for item in matches], extras, summary
 
 
-SETTLED_BY_ROLES = {"role"}  # methods whose pairing and layout the role words settle (match_roles)
+SETTLED_BY_ROLES = {"role", "experts"}  # methods whose pairing and layout role words or the port family settle
 UNPROBED = round(UNSURE - 0.01, 2)
 
 

@@ -9,6 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from pt2ms.mapping import transforms
+from pt2ms.mapping.match_experts import candidates as expert_candidates
 
 UNSURE = 0.9            # entries below this confidence get their sibling order probed
 MAX_PERMUTED = 4        # at most 4! orders of pieces or siblings
@@ -173,6 +174,11 @@ def find_units(matches, ms_shapes, torch_shapes, hints_for):
     for item in matches:
         names = sources_of(item)
         if not names or item.method == "manual":
+            continue
+        if item.method == "experts":  # stacked experts: only their row layout is a choice
+            choices = expert_candidates(item, ms_shapes[item.ms_name], torch_shapes)
+            if len(choices) > 1:
+                units.append(Unit("experts", [item.ms_name], [(label, {item.ms_name: value}) for label, value in choices]))
             continue
         ops = transforms.parse(item.transform)
         if len(names) > 1 and ops and ops[0] == ("cat", [0]):

@@ -21,6 +21,7 @@ from pt2ms.formats.safetensors_file import write_safetensors
 from pt2ms.formats.tensors import cast, count_nonfinite
 from pt2ms.mapping import transforms
 from pt2ms.mapping.mapfile import hand_edits, parse_value, read_map, shape_after
+from pt2ms.mapping.match_experts import NO_SOURCE_METHOD
 
 
 @dataclass
@@ -92,9 +93,11 @@ def nothing_found(map_data, left):
 
     The map's "suggested" section holds what stage 2 proposed: a null equal to its suggestion means nothing
     was found; a null that differs from it, or that it lacks, is a hand edit and keeps the initial value on purpose.
+    A null whose method is NO_SOURCE (a counter such as router.fi_accu) is not "nothing found": nothing exists.
     """
-    suggested = map_data.get("suggested", {})
-    return [name for name in left if name in suggested and suggested[name] is None]
+    suggested, found = map_data.get("suggested", {}), map_data.get("found", {})
+    return [name for name in left if name in suggested and suggested[name] is None
+            and found.get(name, {}).get("method") != NO_SOURCE_METHOD]
 
 
 def refuse_initial(map_path, initial, unused):

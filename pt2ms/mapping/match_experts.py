@@ -149,10 +149,15 @@ def match_experts(ms, torch, matches, used):
         count = len(entry[0]) // len(roles) if isinstance(entry[0], list) else torch_by_name[entry[0]].shape[0]
         source = "one tensor per expert" if isinstance(entry[0], list) else f"fused {entry[0].rpartition('.')[2]}"
         matches[ms_row.name] = Match(ms_row.name, entry[0], entry[1], method="experts", confidence=EXPERTS_CONFIDENCE,
-                                     note=f"{count} experts of {torch_block} ({source}) stacked: {'+'.join(roles)} "
-                                          f"{layout} per expert (the port family's layout)")
+                                     note=f"{count} experts of {torch_block} ({source}) stacked: {_how(roles, layout)}")
         used.update([entry[0]] if isinstance(entry[0], str) else entry[0])
         _router(ms_row.name, found["block"], torch_block, ms, torch_by_name, matches, used)
+
+
+def _how(roles, layout):
+    if len(roles) > 1:
+        return f"{' and '.join(roles)} {layout} per expert (the port family's layout)"
+    return f"each expert's {roles[0]}_proj in turn"
 
 
 def _router(ms_experts_name, ms_block, torch_block, ms, torch_by_name, matches, used):

@@ -19,6 +19,8 @@ def forward(args, config):
           f"{len(summary['ignored_ms'])}; {summary['bytes'] / 1e6:,.1f} MB in "
           f"{summary['seconds']:.1f} s, read back and checked {summary['checked']}; hand edits used "
           f"{summary['hand_edits']}")
+    if summary["dtype_note"]:
+        print(f"  dtypes: {summary['dtype_note']}")
     if found_none:
         print(f"  warning: --allow-initial: {len(found_none)} parameter(s) left at initial values with no PyTorch "
               "tensor found for them")

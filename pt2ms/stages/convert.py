@@ -18,7 +18,7 @@ from pt2ms.formats.ckpt import write_ckpt
 from pt2ms.formats.files import remove_stale_parts
 from pt2ms.formats.inventory import from_checkpoint, read_inventory
 from pt2ms.formats.safetensors_file import write_safetensors
-from pt2ms.formats.tensors import cast, count_nonfinite
+from pt2ms.formats.tensors import FLOAT_DTYPES, cast, count_nonfinite
 from pt2ms.mapping import transforms
 from pt2ms.mapping.mapfile import hand_edits, parse_value, read_map, shape_after
 
@@ -132,6 +132,21 @@ def _produce(steps, tensors, allow_nonfinite, allow_overflow, stats):
         yield array
 
 
+def dtype_note(steps, targets):
+    """How the written float dtypes compare with the MindSpore model's (stage 1's inventory or the template).
+
+    A mismatch is not an error (load_param_into_net casts float to float, stage 4 casts to [verify] dtype), but a
+    user who wants the file to hold what the model holds is told the --cast that does it.
+    """
+    wanted = {row.name: row.dtype for row in targets}
+    written = sorted({step.dtype for step in steps if step.dtype in FLOAT_DTYPES})
+    model = sorted({wanted[step.ms_name] for step in steps if wanted.get(step.ms_name) in FLOAT_DTYPES})
+    if not written or not model or written == model:
+        return None
+    hint = f": rerun with --cast {model[0]} to match" if len(model) == 1 else ""
+    return f"the file holds {' and '.join(written)}, the MindSpore model's parameters are {' and '.join(model)}{hint}"
+
+
 def convert(config, output_format="ckpt", cast_to=None, allow_nonfinite=False, allow_overflow=False,
             allow_initial=False):
     """Stage 3: write outputs/<name>/<name>.<format>; returns a summary dict.
@@ -169,4 +184,5 @@ def convert(config, output_format="ckpt", cast_to=None, allow_nonfinite=False, a
     return {"path": path, "converted": len(steps), "left": left, "nothing_found": initial, "bytes": stats["bytes"],
             "unused": unused, "ignored_ms": sorted(ignored_ms & {row.name for row in targets}),
             "ignored_torch": sorted(ignored_torch & set(tensors)), "overflow": stats["overflow"],
-            "checked": checked, "hand_edits": len(hand_edits(map_data)), "seconds": time.perf_counter() - started}
+            "checked": checked, "hand_edits": len(hand_edits(map_data)), "seconds": time.perf_counter() - started,
+            "dtype_note": dtype_note(steps, targets)}

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from pt2ms.errors import ModelRunError, Pt2MsError
 from pt2ms.formats.inventory import read_inventory
+from pt2ms.formats.shards import converted_outputs
 from pt2ms.mapping.mapfile import read_map
 from pt2ms.running import compare
 from pt2ms.running.models import cast_summary, cast_torch, load_ms, load_torch, make_inputs
@@ -231,9 +232,8 @@ def _user_error(error):
 
 
 def converted_checkpoint(config):
-    """Stage 3's output: <name>.ckpt or <name>.safetensors, the newer where both exist."""
-    found = [path for path in (config.output_dir / f"{config.name}.{suffix}" for suffix in ("ckpt", "safetensors"))
-             if path.is_file()]
+    """Stage 3's output: <name>.ckpt, <name>.safetensors or the shards' index, the newest where several exist."""
+    found = converted_outputs(config.output_dir, config.name)
     if not found:
         raise Pt2MsError(f"{config.output_dir}: no {config.name}.ckpt or {config.name}.safetensors; run stage 3 first")
     return max(found, key=lambda path: path.stat().st_mtime_ns)

@@ -42,7 +42,7 @@ class MindSporeSection:
     model: str | None = None           # factory of the target Cell
     template: Path | None = None       # or a .ckpt saved from the target (names and shapes only)
     kwargs: dict = field(default_factory=dict)
-    device: str = "CPU"                # where stage 4 and the probe run the Cell: CPU, GPU or Ascend
+    device: str = "CPU"                # where stage 4 and the probe run the Cell: CPU, GPU, Ascend or Ascend:N
 
 
 @dataclass
@@ -117,7 +117,7 @@ INT64 = 2**63
 INPUT_DTYPES = ("float32", "float16", "float64", "int64", "int32", "bool")  # what running.models.make_inputs makes
 COMPUTE_DTYPES = ("float32", "float16", "bfloat16", "float64")  # [verify] dtype
 TORCH_DEVICE = re.compile(r"cpu|cuda|cuda:\d{1,3}|mps")
-MS_DEVICES = ("CPU", "GPU", "Ascend")
+MS_DEVICE = re.compile(r"(CPU|GPU|Ascend)(:\d{1,3})?")
 
 
 def _is_int(value):
@@ -149,7 +149,8 @@ KINDS = {
     "compute_dtype": (lambda value: value in COMPUTE_DTYPES, f"one of {', '.join(COMPUTE_DTYPES)}"),
     "torch_device": (lambda value: isinstance(value, str) and TORCH_DEVICE.fullmatch(value) is not None,
                      '"cpu", "cuda", "cuda:N" or "mps"'),
-    "ms_device": (lambda value: value in MS_DEVICES, f"one of {', '.join(MS_DEVICES)}"),
+    "ms_device": (lambda value: isinstance(value, str) and MS_DEVICE.fullmatch(value) is not None,
+                  '"CPU", "GPU", "Ascend" or "Ascend:N"'),
 }
 SCHEMA = {
     "torch": {"checkpoint": "text", "model": "text", "kwargs": "table", "state_dict_key": "text", "trust_pickle": "bool",

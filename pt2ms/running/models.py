@@ -12,6 +12,7 @@ from pt2ms.formats.checkpoint import open_torch_checkpoint
 from pt2ms.formats.inventory import strip_to_known
 from pt2ms.formats.tensors import FLOAT_DTYPES
 from pt2ms.running.build import build_ms_model, build_torch_model
+from pt2ms.running.devices import torch_device, use_ms_device
 
 NUMPY_INPUT_DTYPES = {"float32": np.float32, "float16": np.float16, "float64": np.float64,
                       "int64": np.int64, "int32": np.int32, "bool": np.bool_}
@@ -91,6 +92,7 @@ def load_ms(config, ckpt_path, map_data):
     """
     import mindspore as ms
 
+    use_ms_device(config)
     net = build_ms_model(config)
     params = read_ms_parameters(ckpt_path)
     names = {parameter.name for parameter in net.get_parameters()}
@@ -164,29 +166,31 @@ def _ms_cast(value, target):
 
 
 def cast_torch(model, config):
-    """Cast the PyTorch model to [verify] dtype (floats only) and count the checkpoint tensors cast on the way.
+    """Move the PyTorch model to [torch] device and cast it to [verify] dtype (floats only); returns the casts.
 
-    The count comes from stage 1's inventory (the checkpoint's own dtypes): load_state_dict already cast them into
-    the model's dtype, and .to() casts the model. Float inputs are cast at the model's entry unless float32.
+    The count of checkpoint tensors cast comes from stage 1's inventory (the checkpoint's own dtypes):
+    load_state_dict already cast them into the model's dtype, and .to() casts the model. Inputs go to the device,
+    and float inputs are cast, at the model's entry.
     """
     import torch
 
     from pt2ms.formats.inventory import read_inventory
 
-    dtype, casts = config.verify.dtype, Counter()
+    dtype, casts, device = config.verify.dtype, Counter(), torch_device(config)
     target = getattr(torch, dtype)
     for parameter in list(model.parameters()) + list(model.buffers()):
         before = _float_name(parameter.dtype)
         if before and before != dtype:
             casts[("model parameters", before, dtype)] += 1
-    model.to(target)
+    model.to(device=device, dtype=target)
     inventory = config.output_dir / "torch_params.csv"
     for row in read_inventory(inventory) if inventory.is_file() else []:
         if row.dtype in FLOAT_DTYPES and row.dtype != dtype:
             casts[("checkpoint tensors", row.dtype, dtype)] += 1
-    if dtype != "float32":
+    if dtype != "float32" or device.type != "cpu":
         model.register_forward_pre_hook(lambda _module, inputs: tuple(
-            x.to(target) if torch.is_tensor(x) and x.is_floating_point() else x for x in inputs))
+            (x.to(device, target) if x.is_floating_point() else x.to(device)) if torch.is_tensor(x) else x
+            for x in inputs))
     return casts
 
 

@@ -1,6 +1,7 @@
 """Stage 3: convert the PyTorch checkpoint into outputs/<name>/<name>.ckpt through the map (or back, with --reverse)."""
 
 from pt2ms.errors import Pt2MsError
+from pt2ms.formats.shards import parse_size
 from pt2ms.formats.tensors import NUMPY_DTYPES
 from pt2ms.stages import cli
 from pt2ms.stages.convert import convert
@@ -10,15 +11,23 @@ from pt2ms.stages.reverse import reverse
 def forward(args, config):
     if args.format == "pth":
         raise Pt2MsError("--format pth is for the reverse direction; add --reverse, or use ckpt or safetensors")
-    summary = convert(config, args.format or "ckpt", args.cast, args.allow_nonfinite, args.allow_overflow,
-                      args.allow_initial)
+    max_shard_bytes = parse_size(args.max_shard_size) if args.max_shard_size else None
+    output_format = args.format or ("safetensors" if max_shard_bytes else "ckpt")
+    summary = convert(config, output_format, args.cast, args.allow_nonfinite, args.allow_overflow,
+                      args.allow_initial, max_shard_bytes)
     cli.wrote(summary["path"])
+    if summary["shards"]:
+        print(f"  {summary['shards']} safetensors shards of at most {args.max_shard_size} beside it, each read back "
+              "and checked (load them with mindspore.load_distributed_checkpoint(net, format=\"safetensors\", "
+              "unified_safetensors_dir=...) or one by one with mindspore.load_checkpoint)")
     left, unused, found_none = summary["left"], summary["unused"], set(summary["nothing_found"])
     print(f"converted {summary['converted']}, left at initial value {len(left)}, PyTorch tensors unused "
           f"{len(unused)}, ignored {len(summary['ignored_torch'])}, MindSpore parameters ignored "
           f"{len(summary['ignored_ms'])}; {summary['bytes'] / 1e6:,.1f} MB in "
           f"{summary['seconds']:.1f} s, read back and checked {summary['checked']}; hand edits used "
           f"{summary['hand_edits']}")
+    if summary["dtype_note"]:
+        print(f"  dtypes: {summary['dtype_note']}")
     if found_none:
         print(f"  warning: --allow-initial: {len(found_none)} parameter(s) left at initial values with no PyTorch "
               "tensor found for them")
@@ -62,6 +71,9 @@ def build_parser():
     result.add_argument("--format", choices=["ckpt", "safetensors", "pth"],
                         help="output format (default ckpt; with --reverse, pth)")
     result.add_argument("--cast", choices=sorted(NUMPY_DTYPES), help="cast every tensor to this dtype (default: keep)")
+    result.add_argument("--max-shard-size", metavar="SIZE",
+                        help="write MindSpore safetensors shards of at most SIZE (500MB, 4GB, 2GiB or bytes) and "
+                             "their index param_name_map.json into outputs/<name>/<name>.shards/")
     result.add_argument("--allow-overflow", action="store_true", help="let a cast overflow to inf (counted in a warning)")
     result.add_argument("--allow-initial", action="store_true",
                         help="convert even though stage 2 found no PyTorch tensor for some MindSpore parameters "

@@ -32,6 +32,8 @@ def stage(args):
           f"{differ} differ in the full "
           f"run, {alone} on their own (isolated), {boundary} where the ports split the work differently; "
           f"tolerance {result['tolerance']:g}")
+    if result.get("casts"):
+        print(f"  {result['casts']}")
     for reason in result["reasons"]:
         print(f"  not verified: {reason}")
     if result["first_divergence"]:

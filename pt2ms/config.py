@@ -34,6 +34,7 @@ class TorchSection:
     kwargs: dict = field(default_factory=dict)
     state_dict_key: str | None = None  # where the state dict sits in the file; None: found automatically
     trust_pickle: bool = False         # True runs code in the .pth (only for files you trust)
+    device: str = "cpu"                # where stage 4 and the probe run the model: cpu, cuda, cuda:N or mps
 
 
 @dataclass
@@ -41,6 +42,7 @@ class MindSporeSection:
     model: str | None = None           # factory of the target Cell
     template: Path | None = None       # or a .ckpt saved from the target (names and shapes only)
     kwargs: dict = field(default_factory=dict)
+    device: str = "CPU"                # where stage 4 and the probe run the Cell: CPU, GPU, Ascend or Ascend:N
 
 
 @dataclass
@@ -64,6 +66,7 @@ class VerifySection:
     layers: bool = True                # compare layer by layer as well as the outputs
     train: "TrainSection | None" = None  # [verify.train]: how 4_verify.py --train runs its step
     outputs: dict = field(default_factory=dict)  # which outputs correspond: { torch = ["logits"], mindspore = [0] }
+    dtype: str = "float32"             # both models compute in it: stage 4 casts the weights on load
 
 
 @dataclass
@@ -112,6 +115,9 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
 MAX_INPUT_ELEMENTS = 2**31  # one [verify] input of more values would not fit in memory anyway
 INT64 = 2**63
 INPUT_DTYPES = ("float32", "float16", "float64", "int64", "int32", "bool")  # what running.models.make_inputs makes
+COMPUTE_DTYPES = ("float32", "float16", "bfloat16", "float64")  # [verify] dtype
+TORCH_DEVICE = re.compile(r"cpu|cuda|cuda:\d{1,3}|mps")
+MS_DEVICE = re.compile(r"(CPU|GPU|Ascend)(:\d{1,3})?")
 
 
 def _is_int(value):
@@ -140,13 +146,19 @@ KINDS = {
     "labels": (lambda value: isinstance(value, dict) or value == "dataset", 'an input spec table or "dataset"'),
     "shape": (lambda value: isinstance(value, list) and len(value) <= 32
               and all(_is_int(size) and size >= 1 for size in value), "a list of positive integers, e.g. [2, 3, 224, 224]"),
+    "compute_dtype": (lambda value: value in COMPUTE_DTYPES, f"one of {', '.join(COMPUTE_DTYPES)}"),
+    "torch_device": (lambda value: isinstance(value, str) and TORCH_DEVICE.fullmatch(value) is not None,
+                     '"cpu", "cuda", "cuda:N" or "mps"'),
+    "ms_device": (lambda value: isinstance(value, str) and MS_DEVICE.fullmatch(value) is not None,
+                  '"CPU", "GPU", "Ascend" or "Ascend:N"'),
 }
 SCHEMA = {
-    "torch": {"checkpoint": "text", "model": "text", "kwargs": "table", "state_dict_key": "text", "trust_pickle": "bool"},
-    "mindspore": {"model": "text", "template": "text", "kwargs": "table"},
+    "torch": {"checkpoint": "text", "model": "text", "kwargs": "table", "state_dict_key": "text", "trust_pickle": "bool",
+              "device": "torch_device"},
+    "mindspore": {"model": "text", "template": "text", "kwargs": "table", "device": "ms_device"},
     "verify": {"inputs": "list", "seed": "seed", "tolerance": "positive", "dataset": "text", "dataset_kwargs": "table",
                "dataset_inputs": "count", "batch_size": "count", "batches": "count", "layers": "bool", "train": "table",
-               "outputs": "table"},
+               "outputs": "table", "dtype": "compute_dtype"},
     "verify.train": {"loss": "text", "torch_loss": "text", "mindspore_loss": "text", "optimizer": "text",
                      "lr": "positive", "momentum": "nonnegative", "weight_decay": "nonnegative", "steps": "count",
                      "labels": "labels", "tolerance": "positive"},

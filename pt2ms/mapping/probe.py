@@ -30,7 +30,8 @@ from pt2ms.formats.checkpoint import open_torch_checkpoint
 from pt2ms.formats.inventory import strip_to_known
 from pt2ms.mapping import transforms
 from pt2ms.mapping.probe_units import HEAD_ATTRS, UNSURE, Unit, find_units, parent_of, refreshed, sources_of
-from pt2ms.running.models import common_path, load_torch, make_inputs
+from pt2ms.running.devices import use_ms_device
+from pt2ms.running.models import cast_ms, cast_torch, common_path, load_torch, make_inputs
 from pt2ms.running.recording import ForwardFailed, first_line, is_array, ms_numpy, record_ms, record_torch, torch_numpy
 
 # --- running blocks ------------------------------------------------------------------------------------
@@ -45,8 +46,11 @@ class Bench:
 
         self.model = load_torch(config)
         self.config, self.files = config, None
+        use_ms_device(config)  # [mindspore] device, before the net is built
         self.net = build_ms_model(config)
         self.net.set_train(False)
+        cast_torch(self.model, config)  # both compute in [verify] dtype, as in stage 4
+        cast_ms(self.net, {}, config.verify.dtype)
         self.inputs = make_inputs(config.verify.inputs, config.verify.seed)
         self.tolerance = config.verify.tolerance
         self.state = {key: torch_numpy(value) for key, value in self.model.state_dict().items()}

@@ -3,14 +3,18 @@
 Stage 1 runs them once (execution order), stage 2's probe and stage 4 run them with the real weights.
 """
 
+from collections import Counter
+
 import numpy as np
 
 from pt2ms.config import HF_FACTORY
 from pt2ms.errors import Pt2MsError
 from pt2ms.formats.checkpoint import open_torch_checkpoint
 from pt2ms.formats.inventory import strip_to_known
+from pt2ms.formats.tensors import FLOAT_DTYPES
 from pt2ms.running.build import build_ms_model, build_torch_model
 from pt2ms.running.hf import load_folder
+from pt2ms.running.devices import torch_device, use_ms_device
 
 NUMPY_INPUT_DTYPES = {"float32": np.float32, "float16": np.float16, "float64": np.float64,
                       "int64": np.int64, "int32": np.int32, "bool": np.bool_}
@@ -88,27 +92,120 @@ def _tied_to_loaded(model, state):
 
 
 def load_ms(config, ckpt_path, map_data):
-    """The MindSpore model with the converted checkpoint loaded; fails on anything not loaded by mistake."""
+    """The MindSpore model with the converted checkpoint loaded; fails on anything not loaded by mistake.
+
+    Returns (net, notes, casts): every float tensor of the checkpoint and every float parameter of the model is
+    cast to [verify] dtype first (load_param_into_net refuses a bf16 tensor for a float32 Parameter), and `casts`
+    counts what was cast, as {(what, from dtype, to dtype): count}.
+    """
     import mindspore as ms
 
+    use_ms_device(config)
     net = build_ms_model(config)
-    try:
-        params = ms.load_checkpoint(str(ckpt_path), format=ckpt_path.suffix.lstrip("."))
-    except Exception as error:
-        raise Pt2MsError(f"{ckpt_path}: MindSpore cannot load it ({str(error).splitlines()[0]}); run stage 3 first") from None
+    params = read_ms_parameters(ckpt_path)
     names = {parameter.name for parameter in net.get_parameters()}
     # A checkpoint written for a training wrapper's names (optimizer.x) loads into the bare model as x.
     params = {strip_to_known(name, names): value for name, value in params.items()}
-    dtypes = {name: str(value.dtype) for name, value in params.items()}
+    casts = cast_ms(net, params, config.verify.dtype)
     param_not_load, ckpt_not_load = ms.load_param_into_net(net, params, strict_load=True)
     deliberate = {strip_to_known(name, names) for name, value in map_data["map"].items() if value is None}
     missing = [name for name in param_not_load if name not in deliberate]
     if missing or ckpt_not_load:
         raise Pt2MsError(f"{ckpt_path}: does not fit the MindSpore model: not loaded {missing[:5]}, "
                          f"unused in the checkpoint {list(ckpt_not_load)[:5]}")
-    notes = [f"{name}: checkpoint holds {dtypes[name]}, the model casts it to {parameter.dtype}"
-             for name, parameter in net.parameters_dict().items()
-             if name in dtypes and dtypes[name] != str(parameter.dtype)]
-    notes += [f"{name}: left at its initial value (null in the map)" for name in param_not_load]
+    notes = [f"{name}: left at its initial value (null in the map)" for name in param_not_load]
     net.set_train(False)
-    return net, notes
+    return net, notes, casts
+
+
+def read_ms_parameters(ckpt_path):
+    """name -> Parameter from stage 3's output: one .ckpt/.safetensors file, or a shard index (read by MindSpore)."""
+    import mindspore as ms
+
+    from pt2ms.formats.shards import is_index, shard_files
+
+    try:
+        if is_index(ckpt_path):
+            params = {}
+            for shard in shard_files(ckpt_path):
+                params.update(ms.load_checkpoint(str(shard), format="safetensors"))
+            return params
+        return ms.load_checkpoint(str(ckpt_path), format=ckpt_path.suffix.lstrip("."))
+    except Pt2MsError:
+        raise
+    except Exception as error:
+        raise Pt2MsError(f"{ckpt_path}: MindSpore cannot load it ({str(error).splitlines()[0]}); run stage 3 first") from None
+
+
+def _float_name(dtype):
+    """"bfloat16" for a float dtype of either framework (mstype BFloat16, torch.bfloat16), None for others."""
+    name = str(dtype).lower().removeprefix("torch.")
+    return name if name in FLOAT_DTYPES else None
+
+
+def cast_ms(net, params, dtype):
+    """Cast the model's float parameters and the checkpoint's float tensors to `dtype` in place; returns the casts.
+
+    Inputs are cast too where the dtype is not float32 (Cell.to_float, MindSpore's own way; it takes float16 and
+    bfloat16; float64 inputs are cast at the model's entry).
+    """
+    import mindspore as ms
+
+    target, casts = getattr(ms, dtype), Counter()
+    for parameter in net.get_parameters():
+        before = _float_name(parameter.dtype)
+        if before and before != dtype:
+            parameter.set_dtype(target)
+            casts[("model parameters", before, dtype)] += 1
+    for name, value in params.items():
+        before = _float_name(value.dtype)
+        if before and before != dtype:
+            params[name] = ms.Parameter(value.astype(target), name=value.name, requires_grad=value.requires_grad)
+            casts[("checkpoint tensors", before, dtype)] += 1
+    if dtype in ("float16", "bfloat16"):
+        net.to_float(target)
+    elif dtype == "float64":
+        net.register_forward_pre_hook(lambda _cell, inputs: tuple(_ms_cast(x, target) for x in inputs))
+    return casts
+
+
+def _ms_cast(value, target):
+    return value.astype(target) if hasattr(value, "dtype") and _float_name(value.dtype) else value
+
+
+def cast_torch(model, config):
+    """Move the PyTorch model to [torch] device and cast it to [verify] dtype (floats only); returns the casts.
+
+    The count of checkpoint tensors cast comes from stage 1's inventory (the checkpoint's own dtypes):
+    load_state_dict already cast them into the model's dtype, and .to() casts the model. Inputs go to the device,
+    and float inputs are cast, at the model's entry.
+    """
+    import torch
+
+    from pt2ms.formats.inventory import read_inventory
+
+    dtype, casts, device = config.verify.dtype, Counter(), torch_device(config)
+    target = getattr(torch, dtype)
+    for parameter in list(model.parameters()) + list(model.buffers()):
+        before = _float_name(parameter.dtype)
+        if before and before != dtype:
+            casts[("model parameters", before, dtype)] += 1
+    model.to(device=device, dtype=target)
+    inventory = config.output_dir / "torch_params.csv"
+    for row in read_inventory(inventory) if inventory.is_file() else []:
+        if row.dtype in FLOAT_DTYPES and row.dtype != dtype:
+            casts[("checkpoint tensors", row.dtype, dtype)] += 1
+    if dtype != "float32" or device.type != "cpu":
+        model.register_forward_pre_hook(lambda _module, inputs: tuple(
+            (x.to(device, target) if x.is_floating_point() else x.to(device)) if torch.is_tensor(x) else x
+            for x in inputs))
+    return casts
+
+
+def cast_summary(dtype, torch_casts, ms_casts):
+    """One sentence on what stage 4 cast: "cast 14 tensors bfloat16 -> float32 on the MindSpore side; ..."."""
+    parts = []
+    for side, casts in (("MindSpore", ms_casts), ("PyTorch", torch_casts)):
+        done = [f"{count} {what} {before} -> {after}" for (what, before, after), count in sorted(casts.items())]
+        parts.append(f"cast {', '.join(done)} on the {side} side" if done else f"nothing cast on the {side} side")
+    return f"both models computed in {dtype}: " + "; ".join(parts)

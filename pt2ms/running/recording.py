@@ -204,7 +204,7 @@ def is_array(value):
 
 def torch_numpy(tensor):
     # A copy: an in-place op later in forward (ReLU(inplace=True)) would otherwise rewrite what we recorded.
-    tensor = tensor.detach()
+    tensor = tensor.detach().cpu()  # from [torch] device
     return (tensor.float() if tensor.is_floating_point() else tensor).numpy().copy()
 
 

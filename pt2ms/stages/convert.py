@@ -18,7 +18,8 @@ from pt2ms.formats.ckpt import write_ckpt
 from pt2ms.formats.files import remove_stale_parts
 from pt2ms.formats.inventory import from_checkpoint, read_inventory
 from pt2ms.formats.safetensors_file import write_safetensors
-from pt2ms.formats.tensors import cast, count_nonfinite
+from pt2ms.formats.shards import remove_stale_folders, shard_folder, write_shards
+from pt2ms.formats.tensors import FLOAT_DTYPES, cast, count_nonfinite
 from pt2ms.mapping import transforms
 from pt2ms.mapping.mapfile import hand_edits, parse_value, read_map, shape_after
 from pt2ms.mapping.match_experts import NO_SOURCE_METHOD
@@ -85,6 +86,7 @@ def plan(map_data, map_path, targets, tensors, cast_to=None):
     return steps, left
 
 
+MS_METADATA = {"format": "ms", "converted_by": "pt2ms"}
 SHOWN = 10  # names listed of each kind in the refusal
 
 
@@ -135,11 +137,28 @@ def _produce(steps, tensors, allow_nonfinite, allow_overflow, stats):
         yield array
 
 
+def dtype_note(steps, targets):
+    """How the written float dtypes compare with the MindSpore model's (stage 1's inventory or the template).
+
+    A mismatch is not an error (load_param_into_net casts float to float, stage 4 casts to [verify] dtype), but a
+    user who wants the file to hold what the model holds is told the --cast that does it.
+    """
+    wanted = {row.name: row.dtype for row in targets}
+    written = sorted({step.dtype for step in steps if step.dtype in FLOAT_DTYPES})
+    model = sorted({wanted[step.ms_name] for step in steps if wanted.get(step.ms_name) in FLOAT_DTYPES})
+    if not written or not model or written == model:
+        return None
+    hint = f": rerun with --cast {model[0]} to match" if len(model) == 1 else ""
+    return f"the file holds {' and '.join(written)}, the MindSpore model's parameters are {' and '.join(model)}{hint}"
+
+
 def convert(config, output_format="ckpt", cast_to=None, allow_nonfinite=False, allow_overflow=False,
-            allow_initial=False):
+            allow_initial=False, max_shard_bytes=None):
     """Stage 3: write outputs/<name>/<name>.<format>; returns a summary dict.
 
     Refuses (Pt2MsError) a map whose null entries are stage 2's own "nothing found" unless `allow_initial`.
+    With `max_shard_bytes`, writes safetensors shards of at most that size and their index into
+    outputs/<name>/<name>.shards/ instead (pt2ms.formats.shards).
     """
     started = time.perf_counter()
     map_data = read_map(config.map_path)
@@ -154,6 +173,9 @@ def convert(config, output_format="ckpt", cast_to=None, allow_nonfinite=False, a
     initial = nothing_found(map_data, left)
     if initial and not allow_initial:
         refuse_initial(config.map_path, initial, unused)
+    if max_shard_bytes and output_format != "safetensors":
+        raise Pt2MsError(f"--max-shard-size writes safetensors shards; drop --format {output_format} or use "
+                         "--format safetensors")
     path = config.output_dir / f"{config.name}.{output_format}"
     empty = [step for step in steps if 0 in step.shape]
     if empty and output_format == "ckpt":
@@ -163,13 +185,21 @@ def convert(config, output_format="ckpt", cast_to=None, allow_nonfinite=False, a
     stats = {"overflow": {}, "bytes": 0}
     specs = [(step.ms_name, step.dtype, step.shape) for step in steps]
     arrays = _produce(steps, tensors, allow_nonfinite, allow_overflow, stats)
-    if output_format == "safetensors":
-        crc = write_safetensors(path, specs, arrays, metadata={"format": "ms", "converted_by": "pt2ms"})
+    shards = 0
+    if max_shard_bytes:
+        folder = shard_folder(config.output_dir, config.name)
+        remove_stale_folders(folder)
+        path, shards = write_shards(folder, config.name, specs, arrays, max_shard_bytes, metadata=MS_METADATA)
+        checked = len(specs)
     else:
-        crc = write_ckpt(path, specs, arrays)
-    checked = check_file(path, crc, specs)
+        if output_format == "safetensors":
+            crc = write_safetensors(path, specs, arrays, metadata=MS_METADATA)
+        else:
+            crc = write_ckpt(path, specs, arrays)
+        checked = check_file(path, crc, specs)
     ignored_ms = set(map_data.get("ignored", {}).get("mindspore", {}))
     return {"path": path, "converted": len(steps), "left": left, "nothing_found": initial, "bytes": stats["bytes"],
             "unused": unused, "ignored_ms": sorted(ignored_ms & {row.name for row in targets}),
             "ignored_torch": sorted(ignored_torch & set(tensors)), "overflow": stats["overflow"],
-            "checked": checked, "hand_edits": len(hand_edits(map_data)), "seconds": time.perf_counter() - started}
+            "checked": checked, "hand_edits": len(hand_edits(map_data)), "seconds": time.perf_counter() - started,
+            "dtype_note": dtype_note(steps, targets), "shards": shards}

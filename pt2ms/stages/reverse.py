@@ -22,6 +22,7 @@ from pt2ms.formats.checkpoint import check_written, checksum, open_ms_checkpoint
 from pt2ms.formats.files import atomic_open
 from pt2ms.formats.inventory import read_inventory
 from pt2ms.formats.safetensors_file import write_safetensors
+from pt2ms.formats.shards import converted_outputs, is_index, read_shards
 from pt2ms.mapping import transforms
 from pt2ms.mapping.mapfile import parse_value, read_map, shape_after
 
@@ -267,10 +268,10 @@ def _write_pth(path, specs, arrays, torch_rows):
 
 
 def _default_source(config):
-    for suffix in ("ckpt", "safetensors"):
-        path = config.output_dir / f"{config.name}.{suffix}"
-        if path.is_file():
-            return path
+    """Stage 3's output, the newest of <name>.ckpt, <name>.safetensors and the shards' index."""
+    found = converted_outputs(config.output_dir, config.name)
+    if found:
+        return max(found, key=lambda path: path.stat().st_mtime_ns)
     raise Pt2MsError(f"{config.output_dir}: no {config.name}.ckpt or {config.name}.safetensors to reverse; "
                      "run stage 3 first or name the MindSpore checkpoint")
 
@@ -283,7 +284,7 @@ def reverse(config, source=None, output_format="pth", output=None):
     source = source or _default_source(config)
     map_data = read_map(config.map_path)
     torch_rows = read_inventory(config.output_dir / "torch_params.csv")
-    ms_tensors = open_ms_checkpoint(source)
+    ms_tensors = read_shards(source) if is_index(source) else open_ms_checkpoint(source)
     roots = _roots(map_data, config.map_path, torch_rows, ms_tensors)
     ignored_torch = set(map_data.get("ignored", {}).get("torch", {}))
     chosen, missing = _choose(torch_rows, roots, ms_tensors, ignored_torch)

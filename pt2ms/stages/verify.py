@@ -14,9 +14,10 @@ from tqdm import tqdm
 
 from pt2ms.errors import ModelRunError, Pt2MsError
 from pt2ms.formats.inventory import read_inventory
+from pt2ms.formats.shards import converted_outputs
 from pt2ms.mapping.mapfile import read_map
 from pt2ms.running import compare
-from pt2ms.running.models import load_ms, load_torch, make_inputs
+from pt2ms.running.models import cast_summary, cast_torch, load_ms, load_torch, make_inputs
 from pt2ms.running.recording import ForwardFailed, first_line, is_array, ms_numpy, record_ms, record_torch, torch_numpy
 from pt2ms.running.settings import paired_differences
 from pt2ms.verify.diagnosis import causes, first_divergence, numbers_differ, output_mismatch, setting_effects
@@ -231,9 +232,8 @@ def _user_error(error):
 
 
 def converted_checkpoint(config):
-    """Stage 3's output: <name>.ckpt or <name>.safetensors, the newer where both exist."""
-    found = [path for path in (config.output_dir / f"{config.name}.{suffix}" for suffix in ("ckpt", "safetensors"))
-             if path.is_file()]
+    """Stage 3's output: <name>.ckpt, <name>.safetensors or the shards' index, the newest where several exist."""
+    found = converted_outputs(config.output_dir, config.name)
     if not found:
         raise Pt2MsError(f"{config.output_dir}: no {config.name}.ckpt or {config.name}.safetensors; run stage 3 first")
     return max(found, key=lambda path: path.stat().st_mtime_ns)
@@ -361,7 +361,8 @@ def verify(config, train=False):
         check_settings(config)
     selection = _output_selection(config)
     model = load_torch(config)
-    net, load_notes = load_ms(config, ckpt_path, map_data)
+    torch_casts = cast_torch(model, config)
+    net, load_notes, ms_casts = load_ms(config, ckpt_path, map_data)
     tolerance = config.verify.tolerance
     outputs, first_pass = [], None
     try:
@@ -419,6 +420,8 @@ def verify(config, train=False):
         "order_problems": order_problems,
         "unconfirmed_findings": unconfirmed,
         "load_notes": load_notes,
+        "dtype": config.verify.dtype,
+        "casts": cast_summary(config.verify.dtype, torch_casts, ms_casts),
     }
     if train:
         from pt2ms.verify.training import train_check

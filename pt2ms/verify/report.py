@@ -61,6 +61,8 @@ def markdown(result):
               f"{result['tolerance']:g} (\"agree\" when at most {result['exact_threshold']:g}). "
               f"Inputs: {result['inputs']} over {result['batches']} batch(es). "
               f"Checkpoints: `{result['torch_checkpoint']}` -> `{result['mindspore_checkpoint']}`.", ""]
+    if result.get("casts"):
+        lines += [f"Dtypes: {result['casts']}.", ""]
     if result["first_divergence"]:
         lines += ["## Where the models part", "", result["first_divergence"], ""]
         also = (result.get("first_divergence_detail") or {}).get("also", [])

@@ -13,8 +13,8 @@ from pt2ms.formats.checkpoint import open_torch_checkpoint
 from pt2ms.formats.inventory import strip_to_known
 from pt2ms.formats.tensors import FLOAT_DTYPES
 from pt2ms.running.build import build_ms_model, build_torch_model
-from pt2ms.running.hf import load_folder
 from pt2ms.running.devices import torch_device, use_ms_device
+from pt2ms.running.hf import load_folder
 
 NUMPY_INPUT_DTYPES = {"float32": np.float32, "float16": np.float16, "float64": np.float64,
                       "int64": np.int64, "int32": np.int32, "bool": np.bool_}

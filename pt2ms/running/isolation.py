@@ -56,17 +56,20 @@ def ms_weights(net, values):
 
 
 def same_shaped_layers(cell, limit):
-    """Pairs of layers inside `cell` whose own parameters have one shape each, as [((layer, [parameter names]),
-    (layer, [parameter names]))], at most `limit`: the layers a map could pair crosswise without a shape error."""
-    groups = {}
+    """What a map could pair crosswise inside `cell` without a shape error, as [((name, [parameter names]),
+    (name, [parameter names]))], at most `limit`: pairs of layers whose parameters have the same shapes (swapped
+    whole), then pairs of same-shaped parameters (one entry swapped: a weight read from the other layer)."""
+    groups, shapes = {}, {}
     for parameter in cell.get_parameters():
-        layer = parameter.name.rpartition(".")[0]
-        groups.setdefault(layer, []).append((parameter.name, tuple(parameter.shape)))
+        groups.setdefault(parameter.name.rpartition(".")[0], []).append((parameter.name, tuple(parameter.shape)))
+        shapes.setdefault(tuple(parameter.shape), []).append(parameter.name)
     by_shapes = {}
     for layer, own in groups.items():
         by_shapes.setdefault(tuple(shape for _, shape in own), []).append((layer, [name for name, _ in own]))
-    return list(itertools.islice((pair for members in by_shapes.values()
-                                  for pair in itertools.combinations(members, 2)), limit))
+    layers = (pair for members in by_shapes.values() for pair in itertools.combinations(members, 2))
+    single = (((a, [a]), (b, [b])) for names in shapes.values() for a, b in itertools.combinations(names, 2)
+              if a.rpartition(".")[0] != b.rpartition(".")[0])
+    return list(itertools.islice(itertools.chain(layers, single), limit))
 
 
 def swapped_runs(cell, inputs, limit):

@@ -53,7 +53,8 @@ SETTING_WORDS = {
 # How certain each kind of cause is: the first rank found wins, within a rank the largest error (a resize that
 # costs 1e-1 is named before a GELU that costs 1e-4, wherever each sits).
 # A block that differs alone with no evidence of its map is the least checked: it ranks after every layer.
-CAUSE_RANK = {"map": 0, "order": 1, "in layer": 2, "between layers": 2, "inline": 2, "in block": 3}
+# A block's inline code is a larger piece than a layer: it ranks after layers, before a block nobody can explain.
+CAUSE_RANK = {"map": 0, "order": 1, "in layer": 2, "between layers": 2, "inline": 2.5, "in block": 3}
 # Causes that a number shows on their own (an isolated run, a swap that fixes a block): the only ones listed
 # under "Also found" besides the first cause. "Between layers" is evidence from the full run: it counts unless
 # it sits on a layer the first cause already explains.
@@ -179,11 +180,11 @@ def _in_block(row, rows, links, calls, settings):
 def _swap_cause(row, swap, inside, evidence, own):
     """The map, shown by numbers: with two same-shaped layers swapped the block agrees."""
     first, second = swap["layers"]
-    entries = [link for link in inside if link["ms"].rpartition(".")[0] in (first, second)]
-    sentence = (f"The map pairs `{first}` and `{second}` crosswise: with their weights swapped, `{row['mindspore']}` "
+    entries = [link for link in inside if link["ms"] in (first, second) or link["ms"].rpartition(".")[0] in (first, second)]
+    sentence = (f"The map pairs `{first}` and `{second}` crosswise: with them swapped, `{row['mindspore']}` "
                 f"agrees alone (relative error {swap['relative']:.2e}, from {own:.2e}).")
     text = (f"{evidence} Every paired layer in it agrees alone (isolation pairs them through the same map, so a wrong "
-            f"entry hides from them). Stage 4 reran the block with the weights of `{first}` and `{second}` swapped: "
+            f"entry hides from them). Stage 4 reran the block with `{first}` and `{second}` swapped: "
             f"it then agrees (relative error {swap['relative']:.2e}). Fix these entries: {entries_text(entries[:4])}.")
     return {"kind": "map", "torch": row["torch"], "mindspore": row["mindspore"], "error": own,
             "entries": [link["ms"] for link in entries], "swap": swap, "sentence": sentence, "text": text}

@@ -21,7 +21,7 @@ INPUTS_TOLERANCE = 1e-4
 # number (an exp box decode: tens of times), rarely a hundredfold: more is its own error.
 INHERITED_GROWTH = 100
 # How many pairs of same-shaped layers stage 4 swaps inside a block that differs alone (each is one run).
-SWAP_LIMIT = 24
+SWAP_LIMIT = 32
 
 
 def _joined(arrays):

@@ -61,7 +61,7 @@ def test_attention_normalised_inline_is_named_as_the_blocks_inline_code_not_the_
     swaps = row(run.report, "blocks.0.attn")["swaps"]
     assert swaps and all(swap["verdict"] == "differ" for swap in swaps)
     assert "swapping" in run.report["first_divergence"]
-    for layer in ("blocks.0.attn.qkv", "blocks.0.attn.proj"):
+    for layer in ("blocks.0.norm1", "blocks.0.attn.proj"):
         assert row(run.report, layer)["isolated"]["verdict"] in compare.AGREEMENT
 
 

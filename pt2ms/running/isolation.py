@@ -6,6 +6,7 @@ candidate layout of its weights. Both go through here.
 """
 
 import contextlib
+import itertools
 
 import numpy as np
 
@@ -52,3 +53,33 @@ def ms_weights(net, values):
     finally:
         for name, array in saved.items():
             parameters[name].set_data(ms.Tensor(array))
+
+
+def same_shaped_layers(cell, limit):
+    """What a map could pair crosswise inside `cell` without a shape error, as [((name, [parameter names]),
+    (name, [parameter names]))], at most `limit`: pairs of layers whose parameters have the same shapes (swapped
+    whole), then pairs of same-shaped parameters (one entry swapped: a weight read from the other layer)."""
+    groups, shapes = {}, {}
+    for parameter in cell.get_parameters():
+        groups.setdefault(parameter.name.rpartition(".")[0], []).append((parameter.name, tuple(parameter.shape)))
+        shapes.setdefault(tuple(parameter.shape), []).append(parameter.name)
+    by_shapes = {}
+    for layer, own in groups.items():
+        by_shapes.setdefault(tuple(shape for _, shape in own), []).append((layer, [name for name, _ in own]))
+    layers = (pair for members in by_shapes.values() for pair in itertools.combinations(members, 2))
+    single = (((a, [a]), (b, [b])) for names in shapes.values() for a, b in itertools.combinations(names, 2)
+              if a.rpartition(".")[0] != b.rpartition(".")[0])
+    return list(itertools.islice(itertools.chain(layers, single), limit))
+
+
+def swapped_runs(cell, inputs, limit):
+    """[((layer, layer), output arrays)]: `cell` run on `inputs` with each pair of same-shaped layers inside it
+    swapped (same_shaped_layers), the weights put back after each run; None outputs where it does not run."""
+    values = {parameter.name: parameter.asnumpy() for parameter in cell.get_parameters()}
+    runs = []
+    for (first, first_names), (second, second_names) in same_shaped_layers(cell, limit):
+        swap = {**{a: values[b] for a, b in zip(first_names, second_names)},
+                **{b: values[a] for a, b in zip(first_names, second_names)}}
+        with ms_weights(cell, swap):
+            runs.append(((first, second), run_ms_cell(cell, inputs)))
+    return runs

@@ -392,7 +392,7 @@ def verify(config, train=False):
     # Order and data flow are hints: a map or order problem becomes a cause only when numbers show a difference
     # (an output, or a layer that computes something else fed PyTorch's inputs); drift a layer inherits in the
     # full run is not one. Unconfirmed findings are still listed, as such.
-    numeric = numbers_differ(outputs, rows)
+    numeric = numbers_differ(outputs, rows, tolerance)
     map_problems = found["map_problems"] if numeric else []
     order_problems = found["order_problems"] if numeric else []
     unconfirmed = [] if numeric else [problem["text"] for problem in found["map_problems"] + found["order_problems"]]

@@ -2,16 +2,19 @@
 
 Candidate causes, from most to least certain:
   map            a map entry reads another layer's tensor, or two same-shaped layers are paired crosswise
-                 (their order contradicts the map), or a block differs around a transformed, edited or
-                 uncertain entry while every paired layer in it agrees alone and none has a setting that differs;
+                 (their order contradicts the map, and numbers differ), or swapping two same-shaped layers
+                 inside a block that differs alone makes it agree;
   order          the two models apply parameter-free operations in another order;
   in layer       fed PyTorch's inputs, a layer (with or without parameters) misses by more than one float32
                  operation costs; a setting that differs on it is named;
   between layers a layer's inputs differ while every layer producing them agrees: the functional calls and
                  unpaired modules on that path (PyTorch's side) are named;
-  in block       a block differs alone far more than its paired layers do, and nothing points at the map: said
-                 as "not sure", with the candidates (its own layers that differ or are set up differently, its
-                 inline operations, a block cut differently, the map entries inside it); ranked after layers;
+  inline         a block differs alone while every paired layer inside it agrees alone, none is set up
+                 differently, and no swap of its same-shaped layers (stage 4 tries each) makes it agree: its
+                 code between its layers computes something else; the functional calls recorded there are
+                 named; the map only when a swap makes the block agree;
+  in block       a block differs alone far more than its paired layers do while one of them differs alone or is
+                 set up differently: said as "not sure", with the candidates; ranked after layers;
   outputs        the models return other outputs (count, names, nesting) while those both give agree: the
                  `[verify] outputs` line that pairs them is named;
   accumulated    every layer agrees alone, errors grow with depth and carry the outputs out of tolerance;
@@ -21,8 +24,8 @@ Candidate causes, from most to least certain:
 import math
 
 from pt2ms.running import compare
-from pt2ms.verify.layer_compare import BOUNDARY, inputs_agree, producers_agree
-from pt2ms.verify.pairing import entries_text
+from pt2ms.verify.layer_compare import BOUNDARY, inputs_agree, own_error_differs, producers_agree
+from pt2ms.verify.pairing import entries_text, kind
 
 HINTS = {
     "norm": "normalisation layers usually differ in epsilon (MindSpore LayerNorm defaults to 1e-7, PyTorch 1e-5) "
@@ -50,7 +53,12 @@ SETTING_WORDS = {
 # How certain each kind of cause is: the first rank found wins, within a rank the largest error (a resize that
 # costs 1e-1 is named before a GELU that costs 1e-4, wherever each sits).
 # A block that differs alone with no evidence of its map is the least checked: it ranks after every layer.
-CAUSE_RANK = {"map": 0, "order": 1, "in layer": 2, "between layers": 2, "in block": 3}
+# A block's inline code is a larger piece than a layer: it ranks after layers, before a block nobody can explain.
+CAUSE_RANK = {"map": 0, "order": 1, "in layer": 2, "between layers": 2, "inline": 2.5, "in block": 3}
+# Causes that a number shows on their own (an isolated run, a swap that fixes a block): the only ones listed
+# under "Also found" besides the first cause. "Between layers" is evidence from the full run: it counts unless
+# it sits on a layer the first cause already explains.
+CONFIRMED_ALONE = {"map", "order", "in layer", "between layers", "inline"}
 LOW_CONFIDENCE = 0.9
 # Settings that act in training only: an inference run cannot show them, so they never make it "differ"; the
 # report lists them under "Differs in training" and `--train` measures them. Any other setting is named where a
@@ -99,8 +107,11 @@ def _in_layer(row, settings):
     isolated = row.get("isolated", {})
     own = isolated if isolated.get("verdict") == "differ" else row
     found = settings.get(row["torch"], [])
-    why = f"its settings differ: {settings_words(found)}" if found else hint(row)
-    sentence = f"{_name(row)} computes something else" + (f": {settings_words(found)}." if found else ".")
+    other_op = row["kind"] == "parameter-free" and kind(row["torch_type"]) != kind(row["mindspore_type"])
+    why = f"its settings differ: {settings_words(found)}" if found else \
+        f"PyTorch applies {row['torch_type']} here, MindSpore {row['mindspore_type']}" if other_op else hint(row)
+    sentence = f"{_name(row)} computes something else" + (f": {settings_words(found)}." if found else
+                                                          f": {why}." if other_op else ".")
     text = (f"The models part at {_name(row)}: fed the same inputs as PyTorch, its output differs "
             f"({error_words(own)}), more than one float32 operation costs ({compare.OP_TOLERANCE:g}). "
             f"This layer computes something else: {why}.")
@@ -126,8 +137,9 @@ def _between(row):
 
 
 def _in_block(row, rows, links, calls, settings):
-    """A block that differs alone: the map inside it when the evidence points there (every paired layer in it
-    agrees alone and none has a setting that differs), else a cause nobody checked, said as such."""
+    """A block that differs alone far more than its layers do: the map only where swapping two of its
+    same-shaped layers makes it agree (stage 4 tried each, row["swaps"]); with every layer agreeing alone and
+    none set up differently, its inline code; else "not sure", with the candidates."""
     prefix_torch, prefix_ms = row["torch"] + ".", row["mindspore"] + "."
     children = [r for r in rows if r["kind"] != "block" and r["torch"].startswith(prefix_torch)]
     worst_child = max((_magnitude(r["isolated"]) for r in children
@@ -137,40 +149,67 @@ def _in_block(row, rows, links, calls, settings):
     if own <= 10 * worst_child:
         return None  # the block's error is its layers' own
     inside = [link for link in links if link["cell"] == row["mindspore"] or link["cell"].startswith(prefix_ms)]
-    # Hand edits first, then transformed entries (a fused layout), then the least certain.
-    suspects = sorted([link for link in inside if link.get("edited") or link["pieces"] or link["transform"] or
-                       link["confidence"] < LOW_CONFIDENCE],
-                      key=lambda link: (not link.get("edited"), not link["pieces"], link["confidence"]))
     ops = list(dict.fromkeys(label for context, label in calls
                              if context == row["torch"] or context.startswith(prefix_torch)))
     differing = [r for r in children if r.get("isolated", {}).get("verdict") == "differ"]
     set_apart = [item for r in children for item in settings.get(r["torch"], [])]
     evidence = (f"The block {_name(row)} differs when run alone on PyTorch's inputs ({error_words(row['isolated'])}) "
                 f"far more than any paired layer inside it does alone (largest {worst_child:.2e}).")
-    if suspects and not differing and not set_apart:
-        sentence = (f"The map entries inside `{row['mindspore']}` most likely give it the wrong tensors or layout: "
-                    f"{entries_text(suspects[:3])}.")
-        text = (f"{evidence} Isolation pairs its layers through the same map, so a wrong entry hides from them: "
-                f"check the entries inside it, least certain first: {entries_text(suspects[:5])}"
-                + (f"; else its parameter-free operations: {', '.join(f'`{op}`' for op in ops)}." if ops else "."))
-        return {"kind": "map", "torch": row["torch"], "mindspore": row["mindspore"], "error": own,
-                "entries": [link["ms"] for link in suspects], "sentence": sentence, "text": text}
-    # Nothing here checks one cause: name the candidates, most likely first.
+    swaps = row.get("swaps", [])
+    fixing = sorted((swap for swap in swaps if swap["verdict"] in compare.AGREEMENT), key=lambda swap: _magnitude(swap))
+    if fixing:
+        return _swap_cause(row, fixing[0], inside, evidence, own)
+    if not differing and not set_apart:
+        return _inline_cause(row, children, ops, swaps, evidence, own)
+    # A layer inside computes something else or is set up differently: that layer is named on its own; here
+    # the candidates, most likely first.
     named = ", ".join(f"`{op}`" for op in ops) if ops else "operations written inline in its forward()/construct()"
-    candidates = [f"its operations between paired layers ({named})",
+    own_layers = ", ".join(dict.fromkeys(f"`{r['torch']}`" for r in differing)) or \
+        ", ".join(dict.fromkeys(f"`{item['torch']}`" for item in set_apart))
+    candidates = [f"its own layers that compute something else ({own_layers}"
+                  + (f"; {settings_words(set_apart[:3])}" if set_apart else "") + ")",
+                  f"its operations between paired layers ({named})",
                   "a block cut differently in the two models (one includes a residual add or an activation the "
                   "other leaves outside)"]
-    if differing or set_apart:
-        own_layers = ", ".join(dict.fromkeys(f"`{r['torch']}`" for r in differing)) or \
-            ", ".join(dict.fromkeys(f"`{item['torch']}`" for item in set_apart))
-        candidates.insert(0, f"its own layers that compute something else ({own_layers}"
-                             + (f"; {settings_words(set_apart[:3])}" if set_apart else "") + ")")
-    if suspects or inside:
-        candidates.append(f"the map entries inside it ({entries_text((suspects or inside)[:3])})")
     sentence = f"Not sure why `{row['torch']}` differs alone; candidates: {'; '.join(candidates)}."
     text = f"{evidence} Nothing checked names one cause here. Candidates, most likely first: {'; '.join(candidates)}."
     return {"kind": "in block", "torch": row["torch"], "mindspore": row["mindspore"], "error": own,
             "between": ops, "sentence": sentence, "text": text}
+
+
+def _swap_cause(row, swap, inside, evidence, own):
+    """The map, shown by numbers: with two same-shaped layers swapped the block agrees."""
+    first, second = swap["layers"]
+    entries = [link for link in inside if link["ms"] in (first, second) or link["ms"].rpartition(".")[0] in (first, second)]
+    sentence = (f"The map pairs `{first}` and `{second}` crosswise: with them swapped, `{row['mindspore']}` "
+                f"agrees alone (relative error {swap['relative']:.2e}, from {own:.2e}).")
+    text = (f"{evidence} Every paired layer in it agrees alone (isolation pairs them through the same map, so a wrong "
+            f"entry hides from them). Stage 4 reran the block with `{first}` and `{second}` swapped: "
+            f"it then agrees (relative error {swap['relative']:.2e}). Fix these entries: {entries_text(entries[:4])}.")
+    return {"kind": "map", "torch": row["torch"], "mindspore": row["mindspore"], "error": own,
+            "entries": [link["ms"] for link in entries], "swap": swap, "sentence": sentence, "text": text}
+
+
+def _inline_cause(row, children, ops, swaps, evidence, own):
+    """The block's code between its layers: every layer agrees alone, none is set up differently, no swap helps."""
+    calls = ", ".join(f"`{op}`" for op in ops[:8]) if ops else None
+    layers = ", ".join(f"`{r['torch']}` ({r['torch_type']})" for r in children[:6])
+    where = f"PyTorch calls {calls} there" if calls else "the recording names no functional call there (arithmetic, " \
+                                                          "reshapes, indexing)"
+    if swaps:
+        best = min(swaps, key=_magnitude)
+        tried = (f"swapping its same-shaped layers ({len(swaps)} pair(s) tried) never makes it agree (best relative "
+                 f"error {_magnitude(best):.2e}, `{best['layers'][0]}` with `{best['layers'][1]}`), so the map is not "
+                 "at fault")
+    else:
+        tried = "no two layers in it have one shape, so no map entry can pair them crosswise"
+    sentence = (f"The inline code of `{row['torch']}` between its layers computes something else: {where}; every layer "
+                f"in it agrees alone.")
+    text = (f"{evidence} Every paired layer in it ({layers}) agrees alone and none is set up differently; {tried}. "
+            f"The difference is in the block's own code between its layers (forward() against construct()): {where}. "
+            "Compare them (a normalisation, a scale, a reshape or an activation written inline on one side only).")
+    return {"kind": "inline", "torch": row["torch"], "mindspore": row["mindspore"], "torch_type": row["torch_type"],
+            "error": own, "between": ops, "sentence": sentence, "text": text}
 
 
 def _inner_differs(row, rows):
@@ -224,19 +263,12 @@ def setting_effects(settings_differ, rows):
     return marked
 
 
-def numbers_differ(outputs, rows):
-    """Whether any number shows the models computing differently: an output, or a layer that misses alone
-    (fed PyTorch's inputs). Error a layer inherits in the full run, and boundary layers, do not count."""
+def numbers_differ(outputs, rows, tolerance=1e-4):
+    """Whether any number shows the models computing differently: an output, or a layer that misses on its own
+    (own_error_differs). Error a layer inherits in the full run, and boundary layers, do not count."""
     if any(row["verdict"] == "differ" for row in outputs):
         return True
-    for row in rows:
-        isolated = row.get("isolated", {})
-        if row["verdict"] == BOUNDARY:
-            continue
-        if isolated.get("verdict") == "differ" or (not isolated.get("compared") and row["verdict"] == "differ"
-                                                   and inputs_agree(row)):
-            return True
-    return False
+    return any(row["verdict"] != BOUNDARY and own_error_differs(row, tolerance) for row in rows)
 
 
 def _agrees_alone(row):
@@ -308,8 +340,7 @@ def causes(rows, settings_differ, map_problems, order_problems, links, calls, to
                 block = _in_block(row, rows, links, calls, settings)
                 found += [block] if block else []
             continue
-        if isolated.get("verdict") == "differ" or (not isolated.get("compared") and row["verdict"] == "differ"
-                                                   and inputs_agree(row)):
+        if own_error_differs(row, tolerance):
             if not _inner_differs(row, rows):  # else the layer inside it that differs is the cause
                 found.append(_in_layer(row, settings))
         elif not inputs_agree(row) and row["inputs"].get("compared", 0) + row["inputs"].get("sizes_differ", 0) \
@@ -319,12 +350,47 @@ def causes(rows, settings_differ, map_problems, order_problems, links, calls, to
             elif "?" in row.get("from", ["?"]) and _jumps(row, before):
                 # The data flow is unknown here: the layer that ran just before stands in for its producer.
                 found.append(_between({**row, "from": [before["torch"]] if before else ["input"]}))
+    found = _innermost_inline(found)
     numeric = bool(found) or any(row["verdict"] == "differ" for row in rows)
     if map_problems and numeric:
         found.insert(0, _map_cause(map_problems))
     if order_problems and numeric:
         found.insert(0, _order_cause(order_problems))
     return found
+
+
+def _innermost_inline(found):
+    """Inline code is named at the smallest block that shows it, and once per kind of block (the same code in
+    every later block of that kind is counted on the first)."""
+    inline = [cause for cause in found if cause["kind"] == "inline"]
+    # Inputs that differ inside such a block arise in that code: the block, which runs alone, says it.
+    found = [cause for cause in found if cause["kind"] != "between layers" or
+             not any(cause["torch"].startswith(block["torch"] + ".") for block in inline)]
+    inner = [cause for cause in inline
+             if not any(other["torch"].startswith(cause["torch"] + ".") for other in inline)]
+    firsts = {}
+    for cause in inner:
+        kind_of = cause["torch_type"]
+        if kind_of in firsts:
+            firsts[kind_of]["repeats"].append(cause["torch"])
+        else:
+            firsts[kind_of] = cause = {**cause, "repeats": []}
+    for cause in firsts.values():
+        if cause["repeats"]:
+            more = ", ".join(f"`{name}`" for name in cause["repeats"][:4])
+            cause["text"] += f" The same holds in {len(cause['repeats'])} later block(s) of this kind: {more}."
+    return [cause for cause in found if cause["kind"] != "inline"] + list(firsts.values())
+
+
+def _confirmed_alone(cause, best):
+    """Whether `cause` stands on its own numbers once `best` is named: not a "not sure", and not on a layer
+    paired through the entries `best` blames (that layer is handed another layer's inputs)."""
+    if cause["kind"] not in CONFIRMED_ALONE:
+        return False
+    # Entry names are parameter names; a CellList's may lack the list's own prefix (`6.conv.weight`).
+    blamed = {name.rpartition(".")[0] for name in best.get("entries", [])}
+    return not any(layer and (layer == name or layer.endswith("." + name))
+                   for layer in (cause.get("mindspore"), cause.get("torch")) for name in blamed)
 
 
 def first_divergence(found, rows, settings_differ, outputs_differ, mismatch=None):
@@ -336,7 +402,7 @@ def first_divergence(found, rows, settings_differ, outputs_differ, mismatch=None
     if found:
         # At equal error a layer is named before the block around it.
         best = min(found, key=lambda cause: (CAUSE_RANK[cause["kind"]], -cause["error"], cause["kind"] == "in block"))
-        others = [cause for cause in found if cause is not best]
+        others = [cause for cause in found if cause is not best and _confirmed_alone(cause, best)]
         best = dict(best)
         _with_setting_before(best, rows, settings_differ)
         others += [mismatch] if mismatch else []

@@ -34,6 +34,10 @@ KIND_ALIASES = {
 KIND_SUFFIXES = ("activation",)
 # Leaves that compute nothing worth comparing, or that are containers.
 SKIPPED_KINDS = {"identity", "sequential", "sequentialcell", "modulelist", "celllist", "moduledict", "celldict"}
+# Activations: one left unpaired on each side between the same two paired layers is one activation in the same
+# place, another function (ReLU against SiLU): paired, so isolation can show it.
+ACTIVATION_KINDS = {"relu", "relu6", "silu", "gelu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "mish", "elu",
+                    "leakyrelu", "softplus", "selu", "celu"}
 
 
 def kind(type_name):
@@ -248,10 +252,20 @@ def pair_parameter_free(pairs, torch_order, ms_order, torch_free, ms_free, flows
         if name in ms_free:
             spans[(_span(ms_position[name], ms_anchors), kind(ms_free[name]))][1].append(name)
     found, left_torch, left_ms = list(by_flow), defaultdict(list), defaultdict(list)
-    for (_, what), (modules, cells) in sorted(spans.items()):
+    activations = defaultdict(lambda: ([], []))
+    for (span, what), (modules, cells) in sorted(spans.items()):
         found += [(cell, module) for module, cell in zip(modules, cells)]
         left_torch[what] += modules[len(cells):]
         left_ms[what] += cells[len(modules):]
+        if what in ACTIVATION_KINDS:
+            activations[span][0].extend((what, module) for module in modules[len(cells):])
+            activations[span][1].extend((what, cell) for cell in cells[len(modules):])
+    for (torch_left, ms_left) in activations.values():
+        if len(torch_left) == 1 and len(ms_left) == 1:
+            (torch_kind, module), (ms_kind, cell) = torch_left[0], ms_left[0]
+            found.append((cell, module))
+            left_torch[torch_kind].remove(module)
+            left_ms[ms_kind].remove(cell)
     moved = []
     for what, modules in left_torch.items():
         cells = left_ms.get(what, [])

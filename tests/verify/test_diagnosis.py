@@ -438,10 +438,15 @@ def test_a_block_with_a_layer_set_up_differently_is_not_blamed_on_the_map():
     assert block["sentence"].startswith("Not sure") and "`blk.bn`" in block["sentence"]
     named = first_divergence(found, rows, settings, True)
     assert (named["kind"], named["torch"]) == ("in layer", "blk.bn") and "epsilon" in named["sentence"]
-    # With every layer inside agreeing alone and no setting apart, the uncertain entry is the suspect.
+    # With every layer inside agreeing alone and no setting apart, an uncertain entry is no evidence (issue 18):
+    # the block's inline code is named, unless swapping two of its same-shaped layers made it agree.
     rows = [_block("blk", 0.7), _unit("blk.fc", 1e-2, 1e-7), _unit("blk.bn", 1e-2, 1e-7)]
+    found = causes(rows, [], [], [], links, [("blk", "normalize(dim=-1)")], 1e-4)
+    assert [cause["kind"] for cause in found] == ["inline"] and "`normalize(dim=-1)`" in found[0]["sentence"]
+    rows[0]["swaps"] = [{"layers": ["blk.fc", "blk.other"], "relative": 2e-7, "verdict": "agree"}]
     found = causes(rows, [], [], [], links, [], 1e-4)
     assert [(cause["kind"], cause.get("entries")) for cause in found] == [("map", ["blk.fc.weight"])]
+    assert "2.00e-07" in found[0]["sentence"]
 
 
 def test_a_block_nobody_can_explain_ranks_after_a_layer_that_differs_alone():
@@ -450,8 +455,8 @@ def test_a_block_nobody_can_explain_ranks_after_a_layer_that_differs_alone():
     rows = [_unit("pool", 0.8, 0.8), _block("blk", 1.7), _unit("blk.a", 1.0, 1e-7, inputs=0.8),
             _unit("blk.b", 1.0, 1e-7, inputs=1.0)]
     found = causes(rows, [], [], [], [_link("blk.a.weight", "blk.a", 1.0)], [], 1e-4)
-    assert sorted(cause["kind"] for cause in found) == ["in block", "in layer"]
-    assert first_divergence(found, rows, [], True)["torch"] == "pool"
+    assert sorted(cause["kind"] for cause in found) == ["in layer", "inline"]
+    assert first_divergence(found, rows, [], True)["torch"] == "pool"  # a layer is named before a block's code
 
 
 def test_a_producer_called_twice_does_not_vouch_for_the_inputs_it_fed():

@@ -13,6 +13,7 @@ what stage 2's probe decided and stage 4's verdict, from their summaries.
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,9 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = ["configs/efficientnet_b0.toml", "configs/resnet50.toml", "configs/minilm_l6.toml",
            "configs/yolos_tiny.toml"]
 STAGES = ["1_show.py", "2_build_map.py", "3_pth2ckpt.py", "4_verify.py"]
-# What each stage's summary says that the table shows: the line starting with one of these words.
-SAID = {"1_show.py": ("mindspore:",), "2_build_map.py": ("probe", "mapped"), "3_pth2ckpt.py": ("converted",),
-        "4_verify.py": ("agree", "differ", "not verified", "not compared")}
+# What the table shows of each stage's summary: a pattern in its stdout (the first match's groups, joined).
+SAID = {"1_show.py": r"^(torch: [\d,]+ tensors)[^\n]*\n(?:.*\n)*?(mindspore: [\d,]+ tensors)",
+        "2_build_map.py": r"^probe(?: skipped)?: ([^\n]*)", "3_pth2ckpt.py": r"([\d.,]+ MB in [\d.]+ s)",
+        "4_verify.py": r"^(agree[^:]*|differ[^:]*|not verified[^:]*|not compared[^:]*):"}
 TINY = """\
 name = "tiny"
 [torch]
@@ -75,12 +77,11 @@ def tiny_copy(work):
 
 
 def said(script, stdout):
-    """The summary line the table shows for a stage (the probe's for stage 2)."""
-    for start in SAID[script]:
-        for line in stdout.splitlines():
-            if line.startswith(start):
-                return line if len(line) <= 110 else line[:109] + "…"
-    return stdout.strip().splitlines()[-1] if stdout.strip() else ""
+    """What the table shows of a stage's summary (the probe's line for stage 2), or its last line."""
+    found = re.search(SAID[script], stdout, re.MULTILINE)
+    if found:
+        return ", ".join(found.groups())
+    return stdout.strip().splitlines()[-1][:110] if stdout.strip() else ""
 
 
 def bench(config, repeat):

@@ -3,7 +3,8 @@
 Each config is copied into a fresh work folder (its outputs and maps go there: nothing in the checkout is
 touched, no earlier map or hand edit counts), its seeded example checkpoint is made first (`pt2ms
 make-example`, not timed), then 1_show.py, 2_build_map.py, 3_pth2ckpt.py and 4_verify.py run one after the
-other as separate processes, so imports count. Peak RSS is each child's own (os.wait4). The table also says
+other as separate processes, so imports count. CPU time (user + system) and peak RSS are each child's own
+(os.wait4): on a shared machine its CPU time says more than its wall time. The table also says
 what stage 2's probe decided and stage 4's verdict, from their summaries.
 
     .venv/bin/python benchmarks/stages.py                       # the four bundled examples
@@ -42,7 +43,7 @@ inputs = [[2, 3, 8, 8]]
 
 
 def run(args):
-    """(exit code, wall seconds, peak RSS in MB, stdout) of one child process, its peak from os.wait4."""
+    """(exit code, wall seconds, CPU seconds, peak RSS in MB, stdout) of one child process, from os.wait4."""
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
         child = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True)
@@ -50,7 +51,7 @@ def run(args):
         child.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - started
         out.seek(0)
-        return child.returncode, wall, usage.ru_maxrss / 1024, out.read()
+        return child.returncode, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read()
 
 
 def work_copy(config, work):
@@ -85,12 +86,12 @@ def said(script, stdout):
 
 
 def bench(config, repeat):
-    """Rows (stage, code, best wall, its peak MB, summary) for one config, stages in order."""
+    """Rows (stage, code, best wall, its CPU seconds and peak MB, summary) for one config, stages in order."""
     rows = []
     for script in STAGES:
         runs = [run([script, "--config", str(config)]) for _ in range(repeat)]
-        code, wall, peak, stdout = min(runs, key=lambda result: result[1])
-        rows.append((script, code, wall, peak, said(script, stdout)))
+        code, wall, cpu, peak, stdout = min(runs, key=lambda result: result[1])
+        rows.append((script, code, wall, cpu, peak, said(script, stdout)))
         if code not in (0, 1):  # a later stage needs this one's outputs
             print(stdout, file=sys.stderr)
             break
@@ -108,17 +109,17 @@ def main():
     configs = [work_copy(ROOT / config, work) for config in args.configs] + ([tiny_copy(work)] if args.tiny else [])
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs); "
           f"python {sys.version.split()[0]}; work folder {work}")
-    print("| example | stage | wall s | peak RSS MB | exit | says |\n| --- | --- | --- | --- | --- | --- |")
+    print("| example | stage | wall s | CPU s | peak RSS MB | exit | says |\n| --- | --- | --- | --- | --- | --- | --- |")
     try:
         for config in configs:
             if config.stem != "tiny":
-                code, _, _, stdout = run(["-m", "pt2ms", "make-example", "--config", str(config)])
+                code, _, _, _, stdout = run(["-m", "pt2ms", "make-example", "--config", str(config)])
                 if code:
                     print(f"| {config.stem} | make-example | | | {code} | {stdout.strip().splitlines()[-1]} |")
                     continue
-            for script, code, wall, peak, line in bench(config, args.repeat):
-                print(f"| {config.stem} | {script} | {wall:.1f} | {peak:,.0f} | {code} | {line.replace('|', '/')} |",
-                      flush=True)
+            for script, code, wall, cpu, peak, line in bench(config, args.repeat):
+                print(f"| {config.stem} | {script} | {wall:.1f} | {cpu:.1f} | {peak:,.0f} | {code} | "
+                      f"{line.replace('|', '/')} |", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -62,7 +62,7 @@ def test_the_probe_builds_each_model_once_for_all_its_decisions(tmp_path):
     map_path = tmp_path / "maps" / "tiny.json"
     stdout, built = stage_2(config)
     assert sorted(built) == ["mindspore", "torch"]
-    assert "probe: 0 entries decided" in stdout or "probe: 1 entries decided" in stdout, stdout
+    assert "decisions in" in stdout.split("probe: ")[1].splitlines()[0], stdout  # it ran: not "nothing to decide"
     # A hand edit that fits the shapes is a second thing to run: still one model a side.
     data = json.loads(map_path.read_text())
     data["map"]["features.5.gamma"] = "features.1.weight"

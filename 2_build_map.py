@@ -23,6 +23,8 @@ def stage(args):
     probed = summary.get("probe")
     if probed and "skipped" in probed:
         print(f"probe skipped: {probed['skipped']}")
+    elif probed and probed.get("nothing_to_decide"):
+        print(f"probe: nothing to decide from the names and shapes, models not built ({probed['seconds']:.1f} s)")
     elif probed:
         print(f"probe: {probed['decided']} entries decided, {probed['undecided']} undecided "
               f"({probed['units']} decisions in {probed.get('patterns', 0)} patterns, {probed['seconds']:.1f} s)"

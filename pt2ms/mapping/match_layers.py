@@ -6,7 +6,6 @@ import json
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from pt2ms.mapping.match_names import (
     LAYER_LEAVES,
@@ -344,6 +343,9 @@ def _margin(scores, i, j):
 
 def _solve(scores):
     """The allowed (i, j) pairs of the best assignment of a score matrix (-inf: not allowed)."""
+    from scipy.optimize import linear_sum_assignment  # here: importing scipy.optimize costs 0.3-2 s, and a map
+    # that exact names and rules settle never gets here
+
     allowed = np.isfinite(scores)
     rows, cols = linear_sum_assignment(np.where(allowed, -scores, 1e6))
     return [(i, j) for i, j in zip(rows, cols) if allowed[i, j]]

@@ -64,6 +64,7 @@ class Bench:
         self.modules = dict(self.model.named_modules())
         self.ms = ms
         self.comparable = {}
+        self.held = {}  # the array each Parameter was last set from
 
     def torch_array(self, name):
         known = strip_to_known(name, self.state)
@@ -81,7 +82,10 @@ class Bench:
     def set_weights(self, values):
         for name, array in values.items():
             name = self.own(name)
+            if self.held.get(name) is array:  # restoring the map's values after a candidate: only what it changed
+                continue
             self.params[name].set_data(self.ms.Tensor(np.asarray(array, dtype=self.dtypes[name])))
+            self.held[name] = array
 
     def own(self, ms_name):
         """The model's Parameter.name for a map name (a template's training wrapper prefix dropped)."""

@@ -12,6 +12,8 @@ File layout (JSON):
                and a rerun keeps it.
 """
 
+import time
+
 from pt2ms.errors import Pt2MsError
 from pt2ms.formats.files import write_json
 from pt2ms.formats.inventory import read_inventory
@@ -19,6 +21,7 @@ from pt2ms.formats.tables import write_map_review
 from pt2ms.mapping import probe, transforms
 from pt2ms.mapping.mapfile import hand_edits, parse_value, read_map, shape_after
 from pt2ms.mapping.matching import Match, ignored_reason, match, position_note
+from pt2ms.mapping.probe_units import find_units
 from pt2ms.mapping.splits import propose_splits
 
 
@@ -107,6 +110,22 @@ def merge(fresh, previous, ms_rows, torch_rows, where, checked=None):
     return list(matches.values()), conflicts
 
 
+def to_probe(fresh, ms_rows, torch_rows, edit_entries):
+    """How many things the probe would run, counted from the inventories before any model is built: its
+    decisions (probe_units.find_units; the head counts it reads from the built models add candidates to a
+    decision, never a decision) and the hand edits it would check (those that set a value, fit the shapes,
+    and stand where the matcher proposes a value too)."""
+    ms_shapes = {row.name: tuple(row.shape) for row in ms_rows}
+    torch_shapes = {row.name: tuple(row.shape) for row in torch_rows}
+    decisions = find_units(fresh, ms_shapes, torch_shapes, lambda item: set())
+    by_name = {row.name: row for row in ms_rows}
+    torch_by_name = {row.name: row for row in torch_rows}
+    proposed = {item.ms_name for item in fresh if item.torch is not None}
+    edits = [ms_name for ms_name, entry in edit_entries.items() if entry.torch_names and ms_name in proposed
+             and not check_entry(by_name.get(ms_name), entry, torch_by_name)]
+    return len(decisions) + len(edits)
+
+
 def build_map(config):
     """Stage 2: write maps/<name>.json from the stage-1 inventories; returns a summary dict."""
     ms_all = read_inventory(config.output_dir / "ms_params.csv")
@@ -116,9 +135,14 @@ def build_map(config):
     fresh = propose_splits(match(ms_rows, torch_rows), ms_rows, torch_rows)
     probed, probe_summary = {}, None
     if probe.wanted(config):  # both models given: run them to settle what names and shapes cannot
-        edits = {ms_name: (_torch_value(entry), entry.transform)
-                 for ms_name, entry in hand_edit_entries(previous, config.map_path).items()}
-        fresh, probed, probe_summary = probe.probe(config, fresh, ms_rows, torch_rows, edits)
+        started = time.perf_counter()
+        entries = hand_edit_entries(previous, config.map_path)
+        edits = {ms_name: (_torch_value(entry), entry.transform) for ms_name, entry in entries.items()}
+        if to_probe(fresh, ms_rows, torch_rows, entries):
+            fresh, probed, probe_summary = probe.probe(config, fresh, ms_rows, torch_rows, edits)
+        else:  # building and running both models costs seconds: not for a map the inventories settle
+            probe_summary = {"decided": 0, "undecided": 0, "units": 0, "patterns": 0, "nothing_to_decide": True,
+                             "seconds": time.perf_counter() - started}
     checked = (probe_summary or {}).get("hand_edits", {})
     matches, conflicts = merge(fresh, previous, ms_rows, torch_rows, config.map_path, checked)
     order = {row.name: index for index, row in enumerate(ms_rows)}

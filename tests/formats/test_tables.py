@@ -6,6 +6,7 @@ import json
 import math
 
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -139,3 +140,29 @@ def test_exact_zeros_are_kept_apart_from_the_log_scale():
     assert (xs, zeros) == ([0, 1, 2], [1]) and ys[0] == 1e-7 and math.isnan(ys[1]) and ys[2] == 3e-6
     xs, ys, zeros = layer_series({"layers": layers}, lambda layer: layer["isolated"])
     assert xs == zeros == [0, 1, 2, 3, 4] and all(map(math.isnan, ys))  # nothing drawn on the log axis
+
+
+def test_stage_3_reads_its_tables_without_pandas_torch_or_mindspore(mapped_project):
+    """Stage 3 reads the inventory and the map only: importing pandas for them once cost 0.3-1 s a run."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import runpy, sys; main = runpy.run_path('3_pth2ckpt.py')['main']; "
+            f"assert main(['--config', {str(mapped_project)!r}]) == 0; "
+            "print(sorted(set(sys.modules) & {'pandas', 'torch', 'mindspore', 'scipy'}))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"
+
+
+def test_a_row_longer_than_the_header_is_refused_and_long_cells_are_read_whole(tmp_path):
+    path = tables.write_csv(tmp_path / "t.csv", ["a", "b"], [["x" * 300_000, 1], ["", ""]])
+    assert [row["a"] for row in tables.read_csv(path)] == ["x" * 300_000, ""]
+    path.write_text("a,b\n1,2\n\n3\n4,5,6\n", encoding="utf-8")
+    with pytest.raises(Pt2MsError) as refused:
+        tables.read_csv(path)
+    assert str(refused.value) == f"{path}: not a CSV table (line 5 has 3 fields, the header 2)"
+    path.write_text("a,b\n1,2\n\n3\n", encoding="utf-8")
+    assert tables.read_csv(path) == [{"a": "1", "b": "2"}, {"a": "3", "b": ""}]

@@ -445,6 +445,8 @@ def _shared_source(members, label, by_name):
     for unit in members:
         for ms_name in unit.slots:
             torch_value = entries.get(ms_name, (None, ""))[0]
+            if not isinstance(torch_value, str):
+                continue
             others = [name for name in readers.get(torch_value, []) if parent_of(name) != parent_of(ms_name)]
             if others:
                 return f"{torch_value} would feed {ms_name} and {others[0]}"

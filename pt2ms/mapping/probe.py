@@ -151,7 +151,10 @@ class Bench:
             if mine.shape != theirs.shape:
                 break
             scale = max(float(np.abs(theirs).max()), 1e-12)
-            worst = max(worst, float(np.abs(mine.astype(np.float64) - theirs).max()) / scale)
+            error = float(np.abs(mine.astype(np.float64) - theirs).max()) / scale
+            if not math.isfinite(error):  # NaN (a variance set negative) agrees with nothing; max() would skip it
+                return math.inf
+            worst = max(worst, error)
         return worst
 
 

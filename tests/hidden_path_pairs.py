@@ -165,15 +165,15 @@ def _rel_indices(tokens):
 class GPSA(tnn.Module):
     """timm's GPSA: one `qk` Linear, a `v` Linear, positional scores from `pos_proj`, mixed by a gate."""
 
-    def __init__(self, dim=DIM, heads=HEADS, gate=1.0):
+    def __init__(self, dim=DIM, heads=HEADS, gate=1.0, gate_name="gating_param"):
         super().__init__()
-        self.heads, self.head_dim = heads, dim // heads
+        self.heads, self.head_dim, self.gate_name = heads, dim // heads, gate_name
         self.scale = self.head_dim ** -0.5
         self.qk = tnn.Linear(dim, dim * 2, bias=False)
         self.v = tnn.Linear(dim, dim, bias=False)
         self.proj = tnn.Linear(dim, dim)
         self.pos_proj = tnn.Linear(3, heads)
-        self.gating_param = tnn.Parameter(gate * torch.ones(heads))
+        setattr(self, gate_name, tnn.Parameter(gate * torch.ones(heads)))
         self.register_buffer("rel_indices", torch.from_numpy(_rel_indices(TOKENS)), persistent=False)
 
     def forward(self, x):
@@ -182,7 +182,7 @@ class GPSA(tnn.Module):
         q, k = qk[0], qk[1]
         pos_score = self.pos_proj(self.rel_indices).expand(b, -1, -1, -1).permute(0, 3, 1, 2).softmax(dim=-1)
         patch_score = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
-        gating = torch.sigmoid(self.gating_param.view(1, -1, 1, 1))
+        gating = torch.sigmoid(getattr(self, self.gate_name).view(1, -1, 1, 1))
         attn = (1.0 - gating) * patch_score + gating * pos_score
         attn = attn / attn.sum(dim=-1).unsqueeze(-1)
         v = self.v(x).reshape(b, n, self.heads, self.head_dim).permute(0, 2, 1, 3)
@@ -190,10 +190,10 @@ class GPSA(tnn.Module):
 
 
 class ConvitNet(tnn.Module):
-    def __init__(self, gate=1.0):
+    def __init__(self, gate=1.0, gate_name="gating_param"):
         super().__init__()
         self.embed = tnn.Linear(4, DIM)
-        self.attn = GPSA(gate=gate)
+        self.attn = GPSA(gate=gate, gate_name=gate_name)
         self.head = tnn.Linear(DIM, CLASSES)
 
     def forward(self, x):
@@ -205,16 +205,16 @@ class ConvitNet(tnn.Module):
 class MsGPSA(msnn.Cell):
     """MindCV's GPSA: separate `q`, `k`, `v` Dense layers, declared q, k, v."""
 
-    def __init__(self, dim=DIM, heads=HEADS):
+    def __init__(self, dim=DIM, heads=HEADS, gate_name="gating_param"):
         super().__init__()
-        self.heads, self.head_dim = heads, dim // heads
+        self.heads, self.head_dim, self.gate_name = heads, dim // heads, gate_name
         self.scale = self.head_dim ** -0.5
         self.q = msnn.Dense(dim, dim, has_bias=False)
         self.k = msnn.Dense(dim, dim, has_bias=False)
         self.v = msnn.Dense(dim, dim, has_bias=False)
         self.proj = msnn.Dense(dim, dim)
         self.pos_proj = msnn.Dense(3, heads)
-        self.gating_param = ms.Parameter(ms.Tensor(np.ones(heads, np.float32)), name="gating_param")
+        setattr(self, gate_name, ms.Parameter(ms.Tensor(np.ones(heads, np.float32)), name=gate_name))
         self.rel_indices = ms.Tensor(_rel_indices(TOKENS))
 
     def _heads(self, x):
@@ -226,7 +226,7 @@ class MsGPSA(msnn.Cell):
         q, k = self._heads(self.q(x)), self._heads(self.k(x))
         pos_score = ops.softmax(self.pos_proj(self.rel_indices).transpose(0, 3, 1, 2), axis=-1)
         patch_score = ops.softmax(ops.matmul(q, k.transpose(0, 1, 3, 2)) * self.scale, axis=-1)
-        gating = ops.sigmoid(self.gating_param.reshape(1, -1, 1, 1))
+        gating = ops.sigmoid(getattr(self, self.gate_name).reshape(1, -1, 1, 1))
         attn = (1.0 - gating) * patch_score + gating * pos_score
         attn = attn / attn.sum(axis=-1, keepdims=True)
         v = self._heads(self.v(x))
@@ -234,10 +234,10 @@ class MsGPSA(msnn.Cell):
 
 
 class MsConvitNet(msnn.Cell):
-    def __init__(self):
+    def __init__(self, gate_name="gating_param"):
         super().__init__()
         self.embed = msnn.Dense(4, DIM)
-        self.attn = MsGPSA()
+        self.attn = MsGPSA(gate_name=gate_name)
         self.head = msnn.Dense(DIM, CLASSES)
 
     def construct(self, x):
@@ -246,12 +246,13 @@ class MsConvitNet(msnn.Cell):
         return self.head(x.mean(axis=1))
 
 
-def convit_torch(gate=1.0):
-    return ConvitNet(gate)
+def convit_torch(gate=1.0, gate_name="gating_param"):
+    """`gate_name`: the gate's parameter name on both sides; one without a gate word ("mix") is not known as one."""
+    return ConvitNet(gate, gate_name)
 
 
-def convit_mindspore():
-    return MsConvitNet()
+def convit_mindspore(gate_name="gating_param"):
+    return MsConvitNet(gate_name)
 
 
 CONVIT_REFERENCE = {"attn.q.weight": {"torch": "attn.qk.weight", "transform": "chunk(2, 0, 0)"},

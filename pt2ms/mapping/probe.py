@@ -18,6 +18,7 @@ agree, the entry keeps the matcher's guess at confidence 0 and says why.
 """
 
 import math
+import re
 import time
 from collections import defaultdict
 from dataclasses import replace
@@ -318,8 +319,9 @@ def probe(config, matches, ms_rows, torch_rows, edits=None):
     levels = {(unit.kind, tuple(unit.slots)): _candidate_levels(bench, unit, partners_of)
               for unit in units + edit_units}
     try:
-        bench.record({cell for pairs in levels.values() for cell, _ in pairs},
-                     {module for pairs in levels.values() for _, module in pairs})
+        watched = ({cell for pairs in levels.values() for cell, _ in pairs},
+                   {module for pairs in levels.values() for _, module in pairs})
+        bench.record(*watched)
     except ForwardFailed as failure:  # a kernel missing on this device, say: names and roles must decide
         where = f"layer {failure.layer}" if failure.layer else "its top-level forward"
         return _unprobed(matches, by_name, units, started, f"the {failure.side} model's forward fails in {where} "
@@ -345,6 +347,9 @@ def probe(config, matches, ms_rows, torch_rows, edits=None):
             members[:] = [refreshed(unit, by_name) for unit in members]
             unit_levels = [levels[(unit.kind, tuple(unit.slots))] for unit in members]
             label, errors, where = _decide(bench, members, unit_levels, current)
+            if label is None and "do not separate" in where:  # a gate or layer scale may hide the path: open it
+                label, errors, where = _with_paths_open(bench, members, unit_levels, current, by_name, watched) \
+                    or (label, errors, where)
             bar.update()
             shared = label is not None and _shared_source(members, label, by_name)
             if shared:  # its block's partner is read from the entry itself: running it cannot test a tie
@@ -432,6 +437,63 @@ def _check_edits(bench, units, by_name, current, levels, bar):
                             "hand_error": _rounded(errors.get("hand edit")), "probe_error": _rounded(errors.get("probe"))}
         bar.update()
     return results
+
+
+# PyTorch names of gates and layer scales: tensors that weigh a path (sigmoid(gating_param), ls1.gamma, alpha)
+# and can all but hide it at their trained or initial values (a gate near 1, a layer scale of 1e-6, a zero-
+# initialised tanh gate). Only tensors of at most one dim: a norm's `weight` is no gate.
+GATE_NAMES = re.compile(r"(^|[._])(gat(e|ing)\w*|ls\d*|gamma\d*|alpha\w*|layer_?scale\w*|lambda\w*)([._]|$)")
+
+
+def _gates(bench, members, by_name):
+    """{ms_name: seeded values} for the gates and layer scales in the block around a unit, mapped whole."""
+    slots = [slot for unit in members for slot in unit.slots]
+    blocks = set()
+    for unit in members:
+        block = _common_cell(bench, unit.slots)
+        if block in {bench.cell_path(slot) for slot in unit.slots}:  # the entries' own layer: its block is above
+            block = parent_of(parent_of(block)) if "." in block else ""
+        blocks.add(block)
+    draw = np.random.default_rng(0)
+    gates = {}
+    for item in by_name.values():
+        if item.ms_name in slots or not isinstance(item.torch, str) or item.transform:
+            continue
+        cell = bench.cell_path(item.ms_name)
+        if not any(cell == block or cell.startswith(block + ".") or not block for block in blocks):
+            continue
+        shape = tuple(bench.params[bench.own(item.ms_name)].shape) if bench.own(item.ms_name) in bench.params else None
+        if shape is not None and len(shape) <= 1 and GATE_NAMES.search(item.torch):
+            gates[item.ms_name] = draw.standard_normal(shape)  # about 1 in size, either sign: every path counts
+    return gates
+
+
+def _with_paths_open(bench, members, levels, current, by_name, watched):
+    """The decision rerun with the gates and layer scales around it set to seeded values on both sides (and both
+    models recorded again), so that a path they damp counts; None when there are none. Restores both after."""
+    import torch
+
+    gates = _gates(bench, members, by_name)
+    if not gates:
+        return None
+    tensors = bench.model.state_dict()
+    saved = {by_name[name].torch: tensors[strip_to_known(by_name[name].torch, tensors)].clone() for name in gates}
+    try:
+        with torch.no_grad():
+            for ms_name, values in gates.items():
+                target = tensors[strip_to_known(by_name[ms_name].torch, tensors)]
+                target.copy_(torch.from_numpy(values).to(target.dtype))
+        opened = {**current, **gates}
+        bench.set_weights(opened)
+        bench.record(*watched)
+        label, errors, where = _decide(bench, members, levels, opened)
+    finally:
+        with torch.no_grad():
+            for torch_name, values in saved.items():
+                tensors[strip_to_known(torch_name, tensors)].copy_(values)
+        bench.set_weights(current)
+        bench.record(*watched)
+    return label, errors, f"{where}, with {', '.join(sorted(gates))} set so the path counts"
 
 
 def _shared_source(members, label, by_name):

@@ -310,20 +310,22 @@ def test_the_probe_shows_a_progress_bar_on_a_terminal(tmp_path):
 
 # --- the probe decides only when its numbers separate the candidates (issue 18) ---------------------------
 
-def _hidden_path_project(tmp_path, name, gate=None):
-    """A tests.hidden_path_pairs pair through stage 1 (and the model's seeded weights, a gate set by hand)."""
+def _hidden_path_project(tmp_path, name, gate=None, gate_name="gating_param"):
+    """A config for a tests.hidden_path_pairs pair, with the model's seeded weights (a gate set by hand)."""
     from tests import hidden_path_pairs
 
-    model = getattr(hidden_path_pairs, f"{name}_torch")()
+    model = getattr(hidden_path_pairs, f"{name}_torch")(**({"gate_name": gate_name} if name == "convit" else {}))
     state = probe_pairs.seeded_state(model)
     if gate is not None:
-        state["attn.gating_param"].fill_(gate)
+        state[f"attn.{gate_name}"].fill_(gate)
     torch.save(state, tmp_path / f"{name}.pth")
     config = write_config(tmp_path, name=name, torch_model=f"tests.hidden_path_pairs:{name}_torch",
                           ms_model=f"tests.hidden_path_pairs:{name}_mindspore", checkpoint=f"{name}.pth")
     if name == "convit":
-        config.write_text(config.read_text().replace("[verify]\ninputs = [[2, 3, 8, 8]]\n",
-                                                     hidden_path_pairs.CONVIT_INPUTS))
+        text = config.read_text().replace("[verify]\ninputs = [[2, 3, 8, 8]]\n", hidden_path_pairs.CONVIT_INPUTS)
+        for section in ("[torch]", "[mindspore]"):
+            text = text.replace(f"{section}\n", f'{section}\nkwargs = {{ gate_name = "{gate_name}" }}\n')
+        config.write_text(text)
     return config
 
 
@@ -386,18 +388,33 @@ def test_convit_fused_qk_against_separate_q_and_k_with_the_path_open(tmp_path):
     _, mapping = _stages_1_and_2(config)
     _convit_checks(mapping, convit_torch())
     for ms_name in ("attn.q.weight", "attn.k.weight"):
-        assert mapping["found"][ms_name]["method"] == "probed", mapping["found"][ms_name]
+        found = mapping["found"][ms_name]
+        assert found["method"] == "probed" and "set so the path counts" not in found["note"], found
 
 
-def test_convit_gate_that_damps_the_path_makes_the_probe_say_it_cannot_tell(tmp_path):
+def test_convit_gate_that_damps_the_path_is_opened_for_the_probe(tmp_path):
     """sigmoid(10) weighs the positional scores 0.99995: swapping q and k changes the block's output by 4e-5,
-    inside the tolerance. The probe says it cannot tell, with its numbers, and the two entries head the review
-    list below 0.9 and are not marked probed; still none is null."""
+    inside the tolerance. The probe sets the gate (a `gating` tensor) to seeded values on both sides, reruns the
+    block, and decides right, saying so."""
     from tests.hidden_path_pairs import convit_torch
 
     config = _hidden_path_project(tmp_path, "convit", gate=10.0)
-    stdout, mapping = _stages_1_and_2(config)
+    _, mapping = _stages_1_and_2(config)
     _convit_checks(mapping, convit_torch())
+    for ms_name in ("attn.q.weight", "attn.k.weight"):
+        found = mapping["found"][ms_name]
+        assert found["method"] == "probed" and "attn.gating_param set so the path counts" in found["note"], found
+        assert sorted(c["error"] for c in found["candidates"])[1] > 1e-2
+
+
+def test_convit_gate_the_probe_cannot_see_makes_it_say_it_cannot_tell(tmp_path):
+    """The same damped gate under a name that says nothing (`mix`): the probe says it cannot tell, with its
+    numbers, and the two entries head the review list below 0.9, not marked probed; still none is null."""
+    from tests.hidden_path_pairs import convit_torch
+
+    config = _hidden_path_project(tmp_path, "convit", gate=10.0, gate_name="mix")
+    stdout, mapping = _stages_1_and_2(config)
+    _convit_checks(mapping, convit_torch(gate_name="mix"))
     assert set(list(mapping["map"])[:2]) == {"attn.q.weight", "attn.k.weight"}
     for ms_name in ("attn.q.weight", "attn.k.weight"):
         found = mapping["found"][ms_name]

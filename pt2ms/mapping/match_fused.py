@@ -11,7 +11,7 @@ from pt2ms.mapping.match_names import name_similarity, stored_in_out
 # with every other layer of their signature at once. Its pieces count only when all of them pair with
 # sibling layers of one parent on the other side; otherwise the assignment runs again without them.
 
-FUSED = {"qkv": ("q", "k", "v"), "kv": ("k", "v"), "in_proj": ("q", "k", "v"), "c_attn": ("q", "k", "v"),
+FUSED = {"qkv": ("q", "k", "v"), "kv": ("k", "v"), "qk": ("q", "k"), "in_proj": ("q", "k", "v"), "c_attn": ("q", "k", "v"),
          "query_key_value": ("q", "k", "v")}
 PART_WORDS = {"q": ("q", "query"), "k": ("k", "key"), "v": ("v", "value")}
 # Layer names that say one matrix holds several projections. Two such layers can pair whole, yet their rows

@@ -80,7 +80,10 @@ def _structural(ms, torch, matches, used, loose):
         if ms_layer.piece or torch_layer.piece:
             continue
         confidence = round(min(0.95, 0.45 + 0.3 * similarity + 0.25 * min(1.0, margin / 0.5)), 2)
-        if ms_layer.agreed and ms_layer.agreed_margin >= SURE_MARGIN:
+        # Sure only where order, names and position agree: counting in execution order (agreed) picked this
+        # partner, and without the count it is still the best (margin > 0). A count that overrules the names
+        # (BiT's shortcut conv, run first in timm and last in MindCV, of one shape with the last conv) is not sure.
+        if ms_layer.agreed and ms_layer.agreed_margin >= SURE_MARGIN and margin > 0:
             confidence = max(confidence, round(0.9 + 0.05 * min(1.0, ms_layer.agreed_margin / 2.0), 2))
         layout = holds_several(ms_layer) and holds_several(torch_layer)
         if layout:

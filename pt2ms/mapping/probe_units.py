@@ -168,9 +168,26 @@ def _toggle_transpose(transform):
     return transforms.format_ops(ops + [("transpose", [0, 1])])
 
 
+def _wrappers(ms_names):
+    """Containers that hold a single layer (MindCV's `down_sample = SequentialCell([conv])`): such a layer stands
+    where its container stands, a sibling of the layers beside the container."""
+    layers_in = defaultdict(set)
+    for name in ms_names:
+        layers_in[parent_of(parent_of(name))].add(parent_of(name))
+    return {container for container, layers in layers_in.items() if len(layers) == 1 and container}
+
+
+def _layer_of(ms_name, wrapped):
+    layer = parent_of(ms_name)
+    while parent_of(layer) in wrapped and parent_of(layer) != layer:
+        layer = parent_of(layer)
+    return layer
+
+
 def find_units(matches, ms_shapes, torch_shapes, hints_for):
     """The decisions to probe, from the matcher's (and the split pass's) entries."""
     units, pieces, siblings, joined, fused = [], defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list)
+    wrapped = _wrappers([item.ms_name for item in matches])
     for item in matches:
         names = sources_of(item)
         if not names or item.method == "manual":
@@ -189,7 +206,7 @@ def find_units(matches, ms_shapes, torch_shapes, hints_for):
             shape = ms_shapes[item.ms_name]
             if FUSED_WORDS.search(item.ms_name) or FUSED_WORDS.search(names[0]):
                 fused[parent_of(item.ms_name)].append(item)
-            siblings[(parent_of(parent_of(item.ms_name)), shape)].append(item)
+            siblings[(parent_of(_layer_of(item.ms_name, wrapped)), shape)].append(item)
             if len(shape) == 2 and shape[0] == shape[1]:
                 units.append(_transpose_unit(item))
     units += [_joined_unit(items, torch_shapes, hints_for(items[0])) for items in joined.values()

@@ -30,8 +30,9 @@ own initialiser's values. Materialising puts a real Parameter of the same name i
 empty one; releasing puts the empty one back. MindSpore initialises a cell's empty parameters when it is
 first called, before any hook runs, so while held every cell is marked initialised (its `_init_flag`).
 
-Both sides: `.blocks` (list of Block, definition order), `.layer(path)`, `.missing` (names not in `tensors`
-that ran with random values when `missing="random"`; with "error", the default, such a name is refused),
+Both sides: `.blocks` (list of Block, definition order), `.layer(path)`, `.missing` (names not in `tensors`, or there
+with another shape, that ran with random values when `missing="random"`; with "error", the default, such a
+name is refused),
 `.touched()` (MindSpore: empty Parameters that something used outside their block, so ran on random values).
 """
 
@@ -181,18 +182,25 @@ class TorchBlockWeights:
         from accelerate.utils import set_module_tensor_to_device
 
         for name, buffer in self.model.named_buffers():
-            if name in self._tensors:
+            if name in self._tensors and self._fits(name, buffer):
                 owner, _, attr = name.rpartition(".")
                 set_module_tensor_to_device(self.model.get_submodule(owner), attr, self.device,
-                                            value=self._torch_value(name, buffer))
+                                            value=self._torch_value(name))
 
-    def _torch_value(self, name, like):
+    def _fits(self, name, like):
+        """Whether the file's tensor has the model's shape; with missing="error" a misfit is refused."""
+        tensor = self._tensors[name]
+        if tuple(tensor.shape) == tuple(like.shape):
+            return True
+        if self.on_missing != "random":
+            raise Pt2MsError(f"{tensor.source or 'checkpoint'}: {name!r} is {list(tensor.shape)} in the file, "
+                             f"{list(like.shape)} in the model")
+        return False
+
+    def _torch_value(self, name):
         import torch
 
         tensor = self._tensors[name]
-        if tuple(tensor.shape) != tuple(like.shape):
-            raise Pt2MsError(f"{tensor.source or 'checkpoint'}: {name!r} is {list(tensor.shape)} in the file, "
-                             f"{list(like.shape)} in the model")
         array = tensor.read()
         value = torch.from_numpy(np.require(array, requirements="C"))
         return value.view(torch.bfloat16) if tensor.dtype == "bfloat16" else value
@@ -202,8 +210,8 @@ class TorchBlockWeights:
 
         # Its own name first, then a tied partner's (a tied lm_head saved once, as the embedding).
         for alias in [name, *self._names[id(parameter)]]:
-            if alias in self._tensors:
-                return self._torch_value(alias, parameter)
+            if alias in self._tensors and self._fits(alias, parameter):
+                return self._torch_value(alias)
         if self.on_missing != "random":
             raise Pt2MsError(f"checkpoint: holds no tensor {name!r} that the PyTorch model has")
         self.missing.append(name)
@@ -307,8 +315,9 @@ class MsBlockWeights:
         import mindspore as ms
         from mindspore.common.initializer import initializer
 
-        if self._tensors is not None and shell.name in self._tensors:
-            return _ms_tensor(self._tensors[shell.name], shell)
+        found = self._tensors.get(shell.name) if self._tensors is not None else None
+        if found is not None and (tuple(found.shape) == tuple(shell.shape) or self.on_missing != "random"):
+            return _ms_tensor(found, shell)
         if self._tensors is not None:
             if self.on_missing != "random":
                 raise Pt2MsError(f"checkpoint: holds no tensor {shell.name!r} that the MindSpore model has")

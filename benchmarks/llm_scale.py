@@ -132,12 +132,26 @@ def write_config(work, size, seq):
     return path
 
 
-def run_stage(script, args, work):
-    """Run one stage in a child; returns (exit code, seconds, peak RSS bytes, last lines of its output)."""
+def memory_group(limit_bytes):
+    """A cgroup v1 memory group under this process's own, limited to `limit_bytes` (None: no limit asked)."""
+    if not limit_bytes:
+        return None
+    line = next(line for line in Path("/proc/self/cgroup").read_text().splitlines()
+                if "memory" in line.split(":")[1].split(","))
+    group = Path("/sys/fs/cgroup/memory") / line.split(":", 2)[2].lstrip("/") / f"llm_scale_{os.getpid()}"
+    group.mkdir(exist_ok=True)
+    (group / "memory.limit_in_bytes").write_text(str(limit_bytes))
+    return group
+
+
+def run_stage(script, args, work, group=None):
+    """Run one stage in a child (in `group`, a memory cgroup, if given); returns (exit code, seconds, peak RSS
+    bytes, last lines of its output). A child over the group's limit is killed alone (exit -9)."""
     start = time.perf_counter()
+    join = (lambda: (group / "cgroup.procs").write_text(str(os.getpid()))) if group else None
     with open(work / f"{Path(script).stem}.log", "w") as log:
         child = subprocess.Popen([sys.executable, str(ROOT / script), *args], cwd=work, stdout=log,
-                                 stderr=subprocess.STDOUT)
+                                 stderr=subprocess.STDOUT, preexec_fn=join)
         _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - start
     tail = (work / f"{Path(script).stem}.log").read_text(errors="replace").strip().splitlines()[-3:]
@@ -163,6 +177,7 @@ def main(argv=None):
     parser.add_argument("--work", type=Path, help="folder for the pair and its outputs (default: a temporary one)")
     parser.add_argument("--stages", default="1234", help="which stages to run, e.g. 12")
     parser.add_argument("--cast", default="float32", help="stage 3's --cast ('' keeps the file's bf16)")
+    parser.add_argument("--limit-gb", type=float, help="run each stage under this memory limit (cgroup v1, root)")
     args = parser.parse_args(argv)
     size = dict(PRESETS[args.preset], **({"layers": args.layers} if args.layers else {}))
     work = args.work or Path(tempfile.mkdtemp(prefix=f"llm_{args.preset}_"))
@@ -176,15 +191,23 @@ def main(argv=None):
         total = write_hf_folder(work / "hf", size)
         print(f"wrote {work / 'hf'}: {total / 2**30:.2f} GiB in {time.perf_counter() - start:.0f} s")
     config = write_config(work, size, args.seq)
+    group = memory_group(int(args.limit_gb * 2**30) if args.limit_gb else None)
+    if group:
+        print(f"each stage runs under a {args.limit_gb:g} GiB memory limit ({group})")
     print(f"{'stage':<16}{'exit':>5}{'wall s':>9}{'peak RSS GiB':>14}  last line")
-    for script in STAGES:
-        if script[0] not in args.stages:
-            continue
-        code, seconds, peak, tail = run_stage(script, stage_args(script, config, args.cast), work)
-        print(f"{script:<16}{code:>5}{seconds:>9.1f}{peak / 2**30:>14.2f}  {tail[-1][:100] if tail else ''}")
-        if code not in (0, 1):
-            print(f"  see {work / (Path(script).stem + '.log')}")
-            return code
+    try:
+        for script in STAGES:
+            if script[0] not in args.stages:
+                continue
+            code, seconds, peak, tail = run_stage(script, stage_args(script, config, args.cast), work, group)
+            print(f"{script:<16}{code:>5}{seconds:>9.1f}{peak / 2**30:>14.2f}  {tail[-1][:100] if tail else ''}",
+                  flush=True)
+            if code not in (0, 1):
+                print(f"  see {work / (Path(script).stem + '.log')}")
+                return code
+    finally:
+        if group:
+            group.rmdir()
     return 0
 
 

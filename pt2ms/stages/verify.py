@@ -359,14 +359,14 @@ def verify(config, train=False, stream=False):
         raise Pt2MsError(f"{config.source}: stage 4 needs [mindspore] model (a factory), not only a template")
     warnings = stale_checkpoint_warnings(config.map_path, ckpt_path)
     batches = _input_batches(config)  # before loading: a bad [verify] section fails fast
-    if train:
-        from pt2ms.verify.training import check_settings
-        check_settings(config)
-    selection = _output_selection(config)
     stream, stream_reason = streamed.choose(config, stream)
     if stream and train:
         raise Pt2MsError(f"{config.source}: --train needs both models in memory, and this run streams them "
                          f"({stream_reason}); verify without --train, or on a machine with more memory")
+    if train:
+        from pt2ms.verify.training import check_settings
+        check_settings(config)
+    selection = _output_selection(config)
     streaming = streamed.open_streamed(config, ckpt_path, map_data, stream_reason) if stream else None
     if streaming:
         model, net, load_notes = streaming.model, streaming.net, streaming.notes

@@ -27,11 +27,13 @@ def both_models_bytes(config):
                for row in read_inventory(config.output_dir / side))
 
 
-def choose(config, asked):
-    """(stream or not, why): asked for with --stream, or both models would not fit in the memory available."""
+def choose(config, asked, available=None):
+    """(stream or not, why): asked for with --stream, or both models would not fit in the memory available
+    (`available` bytes; by default what this process may still take)."""
     if asked:
         return True, "asked for (--stream)"
-    needed, available = both_models_bytes(config), available_bytes()
+    needed = both_models_bytes(config)
+    available = available_bytes() if available is None else available
     if available is not None and needed > available:
         return True, (f"both models in float32 take {gib(needed)}, more than the {gib(available)} of memory "
                       "available")

@@ -15,8 +15,11 @@ import contextlib
 import resource
 
 from pt2ms.errors import Pt2MsError
-from pt2ms.formats.inventory import read_inventory
-from pt2ms.running import streaming as weights
+from pt2ms.formats.checkpoint import open_ms_checkpoint, open_torch_checkpoint
+from pt2ms.formats.ckpt import FROM_MS_TYPE
+from pt2ms.formats.inventory import read_inventory, strip_to_known
+from pt2ms.formats.tensors import from_numpy
+from pt2ms.running import blocks
 
 FLOAT32 = 4  # bytes per value: both sides compute in float32
 
@@ -69,49 +72,106 @@ def peak_rss_bytes():
 
 
 class Streamed:
-    """Both models built empty with their block weights on demand; `weights_for` serves isolation."""
+    """Both models built empty with their block weights read as they run; `weights_for` serves isolation."""
 
     def __init__(self, config, ckpt_path, map_data, reason):
+        from pt2ms.running.build import build_ms_model, build_torch_model
+
         self.reason = reason
-        self.torch = weights.TorchBlockWeights.from_config(config)
-        self.ms = weights.MsBlockWeights.from_checkpoint(config, ckpt_path, map_data)
-        self.model, self.net = self.torch.model, self.ms.net
-        self.notes = list(self.ms.notes)
-        self.torch.attach()
-        self.ms.attach()
-        self._held = None  # the MindSpore block materialised for the isolated cells inside it
+        self.model = blocks.empty_torch(lambda: build_torch_model(config))
+        torch_tensors = _fitting_torch(config, self.model)
+        self.torch = blocks.TorchBlockWeights(self.model, torch_tensors)
+        self.net = blocks.empty_ms(lambda: build_ms_model(config))
+        ms_tensors, self.notes = _fitting_ms(ckpt_path, self.net, map_data)
+        self.ms = blocks.MsBlockWeights(self.net, ms_tensors)
+        self.whole = [block.path for block in self.ms.blocks if block.whole]
+        self._running = contextlib.ExitStack()
+        self._running.enter_context(self.torch.hold_while_running())
+        self._running.enter_context(self.ms.hold_while_running())
+        self._held = None  # the MindSpore block kept for the isolated cells inside it
 
     @contextlib.contextmanager
     def weights_for(self, cell_path):
-        """A MindSpore cell with its weights while it runs alone: the block around it stays materialised for
-        the next cells inside it (rows come in execution order); a cell that is a block or holds blocks
-        materialises them itself, through the hooks."""
-        block = self.ms.block_around(cell_path)
+        """A MindSpore cell with its weights while it runs alone. The block around it stays materialised for
+        the next cells inside it (rows come in execution order); a cell that is a block, or holds blocks,
+        has them read by their hooks as it runs."""
+        block = next((path for path in self.whole if cell_path.startswith(path + ".") or (not path and cell_path)),
+                     None)
         if self._held is not None and self._held != block:
             self.ms.release(self._held)
-            self._held = None
-        if block is not None and self._held is None:
-            self.ms.materialise(block)
-            self._held = block
+        self._held = block
+        if block is not None:
+            self.ms.materialise(block)  # nothing to do when it is held already
         yield
 
     def close(self):
-        """Release what isolation kept and remove the hooks."""
-        if self._held is not None:
-            self.ms.release(self._held)
-            self._held = None
-        self.torch.detach()
-        self.ms.detach()
+        """Release every block and remove the hooks."""
+        self._held = None
+        self._running.close()
 
     def figures(self):
         """What the report says of the run: that it streamed, why, and its peak memory."""
-        return {"streamed": True, "stream_reason": self.reason,
-                "largest_block_bytes": max(self.torch.largest_block_bytes(), self.ms.largest_block_bytes()),
+        largest = max(block.numel for block in self.torch.blocks + self.ms.blocks)
+        return {"streamed": True, "stream_reason": self.reason, "largest_block_bytes": FLOAT32 * largest,
                 "peak_rss_bytes": peak_rss_bytes()}
 
 
+def _fitting_torch(config, model):
+    """The PyTorch checkpoint's tensors (read lazily), refused as stage 4 in memory refuses them when they do
+    not fit the model (a tied weight saved once fills its partner)."""
+    tensors = open_torch_checkpoint(config.torch.checkpoint, config.torch.state_dict_key, config.torch.trust_pickle)
+    expected = model.state_dict(keep_vars=True)
+    names = {strip_to_known(name, expected) for name in tensors}
+    owners = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        owners.setdefault(id(parameter), []).append(name)
+    tied = {name for group in owners.values() if any(n in names for n in group) for name in group}
+    missing = [name for name in expected if name not in names and name not in tied]
+    unexpected = [name for name in names if name not in expected]
+    if missing or unexpected:
+        raise Pt2MsError(f"{config.torch.checkpoint}: does not fit the PyTorch model {config.torch.model}: "
+                         f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return tensors
+
+
+def _fitting_ms(ckpt_path, net, map_data):
+    """The converted checkpoint's tensors by Parameter.name (read lazily) and the load notes, refused as stage 4
+    in memory refuses them; a parameter the map leaves null keeps its initial values, the same on every read."""
+    parameters = {parameter.name: parameter for parameter in net.get_parameters()}
+    try:
+        tensors = {strip_to_known(name, parameters): tensor for name, tensor in open_ms_checkpoint(ckpt_path).items()}
+    except Pt2MsError as error:
+        raise Pt2MsError(f"{ckpt_path}: cannot be read ({error}); run stage 3 first") from None
+    deliberate = {strip_to_known(name, parameters) for name, value in map_data["map"].items() if value is None}
+    not_loaded = [name for name in parameters if name not in tensors]
+    missing = [name for name in not_loaded if name not in deliberate]
+    unused = [name for name in tensors if name not in parameters]
+    if missing or unused:
+        raise Pt2MsError(f"{ckpt_path}: does not fit the MindSpore model: not loaded {missing[:5]}, "
+                         f"unused in the checkpoint {unused[:5]}")
+    notes = [f"{name}: checkpoint holds {tensor.dtype}, the model casts it to {parameters[name].dtype}"
+             for name, tensor in tensors.items() if tensor.dtype != _dtype_name(parameters[name].dtype)]
+    notes += [f"{name}: left at its initial value (null in the map)" for name in not_loaded]
+    for name in not_loaded:
+        tensors[name] = from_numpy(_initial_values(parameters[name]))
+    return tensors, notes
+
+
+def _dtype_name(ms_dtype):
+    return FROM_MS_TYPE.get(str(ms_dtype), str(ms_dtype).lower())
+
+
+def _initial_values(parameter):
+    """A Parameter's initial values (its initialiser run once), leaving an empty one empty."""
+    from mindspore.common.initializer import initializer
+
+    from pt2ms.running.recording import ms_numpy
+
+    if not parameter.has_init:
+        return ms_numpy(parameter.value())
+    return ms_numpy(initializer(parameter.init, parameter.shape, parameter.dtype).init_data())
+
+
 def open_streamed(config, ckpt_path, map_data, reason):
-    """Both models built empty, their blocks to be materialised as they run (see the module docstring)."""
-    if not config.mindspore.model:
-        raise Pt2MsError(f"{config.source}: stage 4 needs [mindspore] model (a factory), not only a template")
+    """Both models built empty, their blocks read as they run (see the module docstring); close() when done."""
     return Streamed(config, ckpt_path, map_data, reason)

@@ -51,14 +51,13 @@ class Bench:
     def __init__(self, config):
         import mindspore as ms
 
-        from pt2ms.running.blocks import MsBlockWeights, TorchBlockWeights, empty_ms, empty_torch
+        from pt2ms.running.blocks import MsBlockWeights, TorchBlockWeights
         from pt2ms.running.build import build_ms_model, build_torch_model
 
-        self.model = empty_torch(lambda: build_torch_model(config))
+        self.model = build_torch_model(config, empty=True)
         self.tensors = _torch_tensors(config, self.model)
         self.torch_weights = TorchBlockWeights(self.model, self.tensors)
-        self.net = empty_ms(lambda: build_ms_model(config))
-        self.net.set_train(False)
+        self.net = build_ms_model(config, empty=True)
         self.inputs = make_inputs(config.verify.inputs, config.verify.seed)
         self.tolerance = config.verify.tolerance
         self.params = {parameter.name: parameter for parameter in self.net.get_parameters()}

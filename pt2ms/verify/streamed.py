@@ -78,10 +78,10 @@ class Streamed:
         from pt2ms.running.build import build_ms_model, build_torch_model
 
         self.reason = reason
-        self.model = blocks.empty_torch(lambda: build_torch_model(config))
+        self.model = build_torch_model(config, empty=True)
         torch_tensors = _fitting_torch(config, self.model)
         self.torch = blocks.TorchBlockWeights(self.model, torch_tensors)
-        self.net = blocks.empty_ms(lambda: build_ms_model(config))
+        self.net = build_ms_model(config, empty=True)
         ms_tensors, self.notes = _fitting_ms(ckpt_path, self.net, map_data)
         self.ms = blocks.MsBlockWeights(self.net, ms_tensors)
         self.whole = [block.path for block in self.ms.blocks if block.whole]

@@ -35,7 +35,10 @@ def choose(config, asked, available=None):
     (`available` bytes; by default what this process may still take)."""
     if asked:
         return True, "asked for (--stream)"
-    needed = both_models_bytes(config)
+    try:
+        needed = both_models_bytes(config)
+    except Pt2MsError:  # an inventory missing: nothing to estimate from (stage 4 reports what it lacks itself)
+        return False, None
     available = available_bytes() if available is None else available
     if available is not None and needed > available:
         return True, (f"both models in float32 take {gib(needed)}, more than the {gib(available)} of memory "

@@ -8,6 +8,7 @@ from pt2ms.formats.inventory import from_checkpoint, inventory_texts, write_inve
 from pt2ms.running.blocks import MsBlockWeights, TorchBlockWeights
 from pt2ms.running.build import build_ms_model, build_torch_model
 from pt2ms.running.layer_facts import add_facts, ms_facts, torch_facts
+from pt2ms.running.memory import check_largest_block_fits
 from pt2ms.running.model_rows import add_ms_layer_types, add_torch_layer_types, from_ms_model
 from pt2ms.running.models import make_inputs
 
@@ -15,6 +16,8 @@ from pt2ms.running.models import make_inputs
 def show(config):
     """Stage 1: write both sides' inventories to outputs/<name>/; returns {side: (rows, csv, txt)}."""
     tensors = open_torch_checkpoint(config.torch.checkpoint, config.torch.state_dict_key, config.torch.trust_pickle)
+    # Before anything is built: a run that cannot hold even its largest block is refused in one line.
+    check_largest_block_fits({name: tensor.shape for name, tensor in tensors.items()}, config.torch.checkpoint)
     torch_rows = from_checkpoint(tensors)
     # Both models run once on the [verify] inputs with their own initial weights: the order their layers run
     # in is the position stage 2 uses (a checkpoint's key order may be alphabetical).

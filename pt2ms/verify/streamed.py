@@ -19,54 +19,45 @@ from pt2ms.formats.checkpoint import open_ms_checkpoint, open_torch_checkpoint
 from pt2ms.formats.ckpt import FROM_MS_TYPE
 from pt2ms.formats.inventory import read_inventory, strip_to_known
 from pt2ms.formats.tensors import from_numpy
-from pt2ms.running import blocks
+from pt2ms.running import blocks, memory
 
 FLOAT32 = 4  # bytes per value: both sides compute in float32
 
 
+def _inventories(config):
+    return [row for side in ("torch_params.csv", "ms_params.csv") for row in read_inventory(config.output_dir / side)]
+
+
 def both_models_bytes(config):
     """What both models in float32 take, from stage 1's inventories (nothing is built)."""
-    return sum(FLOAT32 * row.numel for side in ("torch_params.csv", "ms_params.csv")
-               for row in read_inventory(config.output_dir / side))
+    return sum(FLOAT32 * row.numel for row in _inventories(config))
 
 
 def choose(config, asked, available=None):
     """(stream or not, why): asked for with --stream, or both models would not fit in the memory available
-    (`available` bytes; by default what this process may still take)."""
+    (`available`: (bytes, where the figure comes from); by default pt2ms.running.memory measures it)."""
     if asked:
         return True, "asked for (--stream)"
     try:
         needed = both_models_bytes(config)
     except Pt2MsError:  # an inventory missing: nothing to estimate from (stage 4 reports what it lacks itself)
         return False, None
-    available = available_bytes() if available is None else available
-    if available is not None and needed > available:
-        return True, (f"both models in float32 take {gib(needed)}, more than the {gib(available)} of memory "
-                      "available")
+    free, where = available if available is not None else memory.available_bytes()
+    if free is not None and needed > free:
+        return True, f"both models in float32 take {needed / memory.GB:.2f} GB, more than the {free / memory.GB:.2f} GB {where}"
     return False, None
 
 
-def available_bytes():
-    """Memory this process may still take: the least of what the system has free, the cgroup's limit less its
-    use, and the address-space limit less what is mapped; None when none can be read."""
-    found = []
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        meminfo = open("/proc/meminfo").read()
-        found.append(int(meminfo.split("MemAvailable:")[1].split()[0]) * 1024)
-    with contextlib.suppress(OSError, ValueError):
-        limit = open("/sys/fs/cgroup/memory.max").read().strip()
-        if limit != "max":
-            found.append(int(limit) - int(open("/sys/fs/cgroup/memory.current").read()))
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft != resource.RLIM_INFINITY:
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            mapped = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
-            found.append(soft - mapped)
-    return max(0, min(found)) if found else None
-
-
-def gib(count):
-    return f"{count / 2**30:.2f} GiB"
+def refuse_unholdable(config, available=None):
+    """Raise, in one line and before anything is built, when even the largest block of either model cannot be
+    held (pt2ms.running.memory); nothing to check without stage 1's inventories."""
+    for side in ("torch_params.csv", "ms_params.csv"):
+        try:
+            rows = read_inventory(config.output_dir / side)
+        except Pt2MsError:
+            continue
+        memory.check_largest_block_fits({row.name: tuple(row.shape) for row in rows}, config.output_dir / side,
+                                        available=available)
 
 
 def peak_rss_bytes():
@@ -177,4 +168,5 @@ def _initial_values(parameter):
 
 def open_streamed(config, ckpt_path, map_data, reason):
     """Both models built empty, their blocks read as they run (see the module docstring); close() when done."""
+    refuse_unholdable(config)
     return Streamed(config, ckpt_path, map_data, reason)

@@ -7,6 +7,8 @@ import math
 import pytest
 
 from pt2ms.config import load_config
+from pt2ms.errors import Pt2MsError
+from pt2ms.running import memory
 from pt2ms.verify import streamed
 from tests.verify.test_diagnosis import _edit_map, project
 from tests.verify.test_verify import run_verify
@@ -75,10 +77,18 @@ def test_stage_4_streams_by_itself_when_both_models_would_not_fit(tmp_path):
     needed = streamed.both_models_bytes(config)
     # TorchStack and MsStack: 3 x Linear(8, 8) and Linear(8, 3) each, in float32 on both sides.
     assert needed == 2 * 4 * (3 * (64 + 8) + 24 + 3)
-    assert streamed.choose(config, asked=False, available=needed - 1)[0] is True
-    assert "more than the" in streamed.choose(config, asked=False, available=needed - 1)[1]
-    assert streamed.choose(config, asked=False, available=needed) == (False, None)
-    assert streamed.choose(config, asked=True, available=needed)[0] is True
+    stream, reason = streamed.choose(config, asked=False, available=(needed - 1, "available on this machine"))
+    assert stream is True and reason.startswith("both models in float32 take 0.00 GB, more than the 0.00 GB "
+                                                "available on this machine")
+    assert streamed.choose(config, asked=False, available=(needed, "available")) == (False, None)
+    assert streamed.choose(config, asked=True, available=(None, ""))[0] is True
+
+
+def test_a_block_that_cannot_be_held_is_refused_in_one_line_before_anything_is_built(tmp_path):
+    config = load_config(project(tmp_path, "torch_stack", "ms_stack", verify="inputs = [[2, 8]]"))
+    with pytest.raises(Pt2MsError, match="even one block does not fit: the largest"):
+        streamed.refuse_unholdable(config, available=(1000, "left under this process's memory limit"))
+    streamed.refuse_unholdable(config, available=(8 * memory.GB, "available"))
 
 
 def test_training_is_refused_when_streaming(tmp_path):

@@ -17,39 +17,57 @@ into all of them at once. The candidate that alone agrees wins ("method": "probe
 agree, the entry keeps the matcher's guess at confidence 0 and says why.
 """
 
+import contextlib
+import functools
 import math
 import time
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 from tqdm import tqdm
 
 from pt2ms.errors import Pt2MsError
+from pt2ms.formats.checkpoint import open_torch_checkpoint
+from pt2ms.formats.ckpt import FROM_MS_TYPE
 from pt2ms.formats.inventory import strip_to_known
+from pt2ms.formats.tensors import NUMPY_DTYPES, LazyTensor, as_float
 from pt2ms.mapping import transforms
 from pt2ms.mapping.probe_units import HEAD_ATTRS, UNSURE, Unit, find_units, parent_of, refreshed, sources_of
-from pt2ms.running.models import common_path, load_torch, make_inputs
+from pt2ms.running.models import common_path, make_inputs
 from pt2ms.running.recording import ForwardFailed, first_line, is_array, ms_numpy, record_ms, record_torch, torch_numpy
 
 # --- running blocks ------------------------------------------------------------------------------------
 
 class Bench:
-    """Both models loaded, one recorded pass each, and a way to score MindSpore weights block by block."""
+    """Both models built empty, one recorded pass each, and a way to score MindSpore weights block by block.
+
+    Memory is bounded by one block (pt2ms/running/blocks.py): the recorded passes read each block's weights
+    just before it runs and drop them after; scoring a candidate materialises only the block around the
+    cell it runs, fed the inputs recorded for it. MindSpore weights are what the map (or the candidate being
+    tried) makes of the PyTorch tensors, computed from the checkpoint when their block is read.
+    """
 
     def __init__(self, config):
         import mindspore as ms
 
-        from pt2ms.running.build import build_ms_model
+        from pt2ms.running.blocks import MsBlockWeights, TorchBlockWeights
+        from pt2ms.running.build import build_ms_model, build_torch_model
 
-        self.model = load_torch(config)
-        self.net = build_ms_model(config)
-        self.net.set_train(False)
+        self.model = build_torch_model(config, empty=True)
+        self.tensors = _torch_tensors(config, self.model)
+        self.torch_weights = TorchBlockWeights(self.model, self.tensors)
+        self.net = build_ms_model(config, empty=True)
         self.inputs = make_inputs(config.verify.inputs, config.verify.seed)
         self.tolerance = config.verify.tolerance
-        self.state = {key: torch_numpy(value) for key, value in self.model.state_dict().items()}
         self.params = {parameter.name: parameter for parameter in self.net.get_parameters()}
-        self.dtypes = {name: ms_numpy(parameter.value()).dtype for name, parameter in self.params.items()}
+        self.dtypes = {name: _numpy_dtype(parameter.dtype) for name, parameter in self.params.items()}
+        self.values = {}  # Parameter.name -> an array, or an Entry computed when its block is read
+        self.ms_weights = MsBlockWeights(self.net, {name: LazyTensor(str(np.dtype(self.dtypes[name])), tuple(p.shape),
+                                                                     functools.partial(self._ms_value, name))
+                                                    for name, p in self.params.items()})
+        self.blocks = [block for block in self.ms_weights.blocks if block.whole]  # "": the model is one block
+        self.materialised = []  # the MindSpore blocks read while scoring (after the recorded passes)
         self.cell_of = {}
         self.cells = dict(self.net.cells_and_names())
         for path, cell in self.cells.items():
@@ -60,16 +78,53 @@ class Bench:
         self.comparable = {}
 
     def torch_array(self, name):
-        return self.state[strip_to_known(name, self.state)]
+        """A PyTorch tensor read from the checkpoint by name, as float32 when it is a float (bfloat16 widened)."""
+        tensor = self.tensors[strip_to_known(name, self.tensors)]
+        array = tensor.read()
+        values = as_float(array, tensor.dtype)
+        return array if values is None else values.astype(np.float32)
 
     def value(self, torch_value, transform):
         names = [torch_value] if isinstance(torch_value, str) else list(torch_value)
         return transforms.apply(transforms.parse(transform), [self.torch_array(name) for name in names])
 
+    def shape_of(self, torch_value, transform):
+        """The shape a map entry gives, from the tensors' shapes (nothing read)."""
+        names = [torch_value] if isinstance(torch_value, str) else list(torch_value)
+        return tuple(transforms.output_shape(transforms.parse(transform),
+                                             [self.tensors[strip_to_known(name, self.tensors)].shape for name in names]))
+
+    def entry(self, torch_value, transform):
+        """A map entry's value, computed only when a block that holds it is read."""
+        return Entry(torch_value, transform)
+
     def set_weights(self, values):
-        for name, array in values.items():
-            name = self.own(name)
-            self.params[name].set_data(self.ms.Tensor(np.asarray(array, dtype=self.dtypes[name])))
+        """What the MindSpore parameters hold from now on (arrays, or Entries): read when their block is."""
+        for name, value in values.items():
+            self.values[self.own(name)] = value
+
+    def _ms_value(self, name):
+        value = self.values.get(name)
+        if value is None:
+            # A parameter no entry sets (null in the map) keeps its initial values, the same on every read.
+            parameter = self.params[name]
+            value = self.values[name] = _initial_values(parameter)
+        if isinstance(value, Entry):
+            value = self.value(value.torch, value.transform)
+        return np.asarray(value, dtype=self.dtypes[name])
+
+    @contextlib.contextmanager
+    def weights_for(self, cell_path):
+        """The MindSpore weights a cell needs to run alone: the block around it, and any block inside it as it
+        runs (hooks)."""
+        block = next((b.path for b in self.blocks if not b.path or cell_path == b.path
+                      or cell_path.startswith(b.path + ".")), None)
+        with self.ms_weights.hold_while_running():
+            if block is None:
+                yield
+                return
+            with self.ms_weights.holding(block):
+                yield
 
     def own(self, ms_name):
         """The model's Parameter.name for a map name (a template's training wrapper prefix dropped)."""
@@ -91,7 +146,8 @@ class Bench:
 
     def record(self, cell_paths, module_paths):
         """One pass each: the PyTorch modules' inputs and outputs, the MindSpore cells' raw arguments."""
-        self.torch_recording, torch_out = record_torch(self.model, self.inputs, watched=set(module_paths) - {""})
+        with self.torch_weights.hold_while_running():
+            self.torch_recording, torch_out = record_torch(self.model, self.inputs, watched=set(module_paths) - {""})
         self.torch_output = [torch_numpy(x) for x in _arrays(torch_out)]
         self.ms_args, handles = {}, []
         for path in cell_paths:
@@ -99,15 +155,28 @@ class Bench:
                 handles.append(self.cells[path].register_forward_pre_hook(self._keep_args(path)))
         failure = None
         try:
-            output = self.net(*[self.ms.Tensor(np.asarray(x)) for x in self.inputs])
-            _ = [ms_numpy(x) for x in _arrays(output)]  # kernels run asynchronously: a missing one fails here
+            with self.ms_weights.hold_while_running():
+                output = self.net(*[self.ms.Tensor(np.asarray(x)) for x in self.inputs])
+                _ = [ms_numpy(x) for x in _arrays(output)]  # kernels run asynchronously: a missing one fails here
         except Exception as error:  # noqa: BLE001 - located below, then raised as ForwardFailed
             failure = error
         finally:
             for handle in handles:
                 handle.remove()
         if failure is not None:
-            _locate_ms_failure(self.net, self.inputs, failure)
+            with self.ms_weights.hold_while_running():
+                _locate_ms_failure(self.net, self.inputs, failure)
+        self._log_reads()
+
+    def _log_reads(self):
+        """From now on (scoring), note each MindSpore block read, by the hooks or around a cell: the summary
+        lists them, so a probe shows it read only the blocks it probes."""
+        read = self.ms_weights.materialise
+
+        def logged(path):
+            self.materialised.append(path)
+            read(path)
+        self.ms_weights.materialise = logged
 
     def _keep_args(self, path):
         def keep(_cell, args):
@@ -141,7 +210,10 @@ class Bench:
                 expected = self.torch_output
             cell = self.cells[cell_path]
         try:
-            got = [ms_numpy(x) for x in _arrays(cell(*args))]
+            with self.weights_for(cell_path):
+                got = [ms_numpy(x) for x in _arrays(cell(*args))]
+        except Pt2MsError:
+            raise
         except Exception:  # a cell that needs other arguments than it got is simply not comparable
             return None
         if not got or not expected or got[0].shape != expected[0].shape:
@@ -153,6 +225,46 @@ class Bench:
             scale = max(float(np.abs(theirs).max()), 1e-12)
             worst = max(worst, float(np.abs(mine.astype(np.float64) - theirs).max()) / scale)
         return worst
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A map entry not computed yet: the PyTorch tensor(s) and the transform that make a MindSpore weight."""
+    torch: object
+    transform: str
+
+
+def _torch_tensors(config, model):
+    """The PyTorch checkpoint's tensors by the model's names (wrapper prefixes dropped), read lazily, checked
+    to fit the model as stage 4 checks them (a tied weight saved once counts for both names)."""
+    checkpoint = open_torch_checkpoint(config.torch.checkpoint, config.torch.state_dict_key, config.torch.trust_pickle)
+    expected = dict(model.state_dict(keep_vars=True))
+    tensors = {strip_to_known(name, expected): tensor for name, tensor in checkpoint.items()}
+    owners = defaultdict(list)
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        owners[id(parameter)].append(name)
+    for names in owners.values():
+        held = next((name for name in names if name in tensors), None)
+        tensors.update({name: tensors[held] for name in names if held and name not in tensors})
+    missing = [name for name in expected if name not in tensors]
+    unexpected = [name for name in tensors if name not in expected]
+    if missing or unexpected:
+        raise Pt2MsError(f"{config.torch.checkpoint}: does not fit the PyTorch model {config.torch.model}: "
+                         f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return tensors
+
+
+def _numpy_dtype(ms_dtype):
+    return np.dtype(NUMPY_DTYPES.get(FROM_MS_TYPE.get(str(ms_dtype), str(ms_dtype).lower()), np.float32))
+
+
+def _initial_values(parameter):
+    """A Parameter's initial values, without keeping it initialised (an empty one stays empty)."""
+    from mindspore.common.initializer import initializer
+
+    if not parameter.has_init:
+        return ms_numpy(parameter.value())
+    return ms_numpy(initializer(parameter.init, parameter.shape, parameter.dtype).init_data())
 
 
 def _locate_ms_failure(net, inputs, failure):
@@ -316,7 +428,7 @@ def probe(config, matches, ms_rows, torch_rows, edits=None):
             for unit in members:
                 choice = dict(unit.candidates)[label]
                 for ms_name, (torch_value, transform) in choice.items():
-                    current[ms_name] = bench.value(torch_value, transform)
+                    current[ms_name] = bench.entry(torch_value, transform)
                     item = by_name[ms_name]
                     by_name[ms_name] = replace(item, torch=torch_value, transform=transform, method="probed",
                                                confidence=0.99, note=f"probe ({unit.kind}): the only one of "
@@ -339,7 +451,7 @@ def probe(config, matches, ms_rows, torch_rows, edits=None):
                 extras[ms_name] = _record(unit, errors, None)
     summary = {"decided": decided, "undecided": undecided, "units": len(units), "patterns": len(patterns),
                "hand_edits": _check_edits(bench, edit_units, by_name, current, levels, bar),
-               "seconds": time.perf_counter() - started}
+               "blocks_read": sorted(set(bench.materialised)), "seconds": time.perf_counter() - started}
     bar.close()
     return [by_name[item.ms_name] for item in matches], extras, summary
 
@@ -414,12 +526,11 @@ def _current_values(bench, matches):
     for item in matches:
         if item.torch is None or bench.own(item.ms_name) not in bench.params:
             continue
-        try:
-            values[item.ms_name] = bench.value(item.torch, item.transform)
+        try:  # computed when its block is read: the whole model's weights are never held at once
+            if bench.shape_of(item.torch, item.transform) == tuple(bench.params[bench.own(item.ms_name)].shape):
+                values[item.ms_name] = bench.entry(item.torch, item.transform)
         except Exception:  # an entry that does not apply here is left at the model's own value
             continue
-        if values[item.ms_name].shape != tuple(bench.params[bench.own(item.ms_name)].shape):
-            del values[item.ms_name]
     return values
 
 

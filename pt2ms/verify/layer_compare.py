@@ -7,6 +7,8 @@ PyTorch's recording also follows the data, so each row knows which paired layers
 (`from`), through which functional calls and unpaired modules (`through`), and which consume its output.
 """
 
+import contextlib
+
 import numpy as np
 from tqdm import tqdm
 
@@ -75,9 +77,12 @@ def _isolated(cell, torch_record, judged_by):
     return metric
 
 
-def compare_pairs(model, net, inputs, pairs, tolerance, isolate=True):
+def compare_pairs(model, net, inputs, pairs, tolerance, isolate=True, weights_for=None):
     """Rows for [(cell, module, kind)] in PyTorch execution order (kind: layer, parameter-free, block),
-    and PyTorch's recording (order, functional calls between layers)."""
+    and PyTorch's recording (order, functional calls between layers).
+
+    weights_for: for a model streamed block by block (pt2ms/verify/streamed.py), cell path -> a context in
+    which that cell has its weights while it runs alone; None when the whole model holds them."""
     modules, cells = dict(model.named_modules()), dict(net.cells_and_names())
     units = {module for _, module, what in pairs if what != "block"}
     torch_rec, _ = record_torch(model, inputs, {module for _, module, _ in pairs}, units=units)
@@ -98,8 +103,9 @@ def compare_pairs(model, net, inputs, pairs, tolerance, isolate=True):
         else:
             row.update(_compared(ms_record, torch_record, tolerance))
             if isolate:
-                row["isolated"] = _isolated(cells[cell], torch_record,
-                                            tolerance if what == "block" else compare.OP_TOLERANCE)
+                with weights_for(cell) if weights_for else contextlib.nullcontext():
+                    row["isolated"] = _isolated(cells[cell], torch_record,
+                                                tolerance if what == "block" else compare.OP_TOLERANCE)
         rows.append(row)
     _mark_boundaries(rows)
     return rows, torch_rec

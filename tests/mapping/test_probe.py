@@ -306,3 +306,15 @@ def test_the_probe_shows_a_progress_bar_on_a_terminal(tmp_path):
     assert process.wait(timeout=300) == 0, seen.decode(errors="replace")
     text = seen.decode(errors="replace")
     assert "probe:   0%|" in text and "| 0/1 [" in text and "decision/s]" in text, text
+
+
+def test_the_probe_reads_only_the_blocks_it_probes(tmp_path):
+    """Both models built empty: scoring a fused qkv or gate-up layout reads the decoder layer around it, fed the
+    inputs recorded for it, never the embedding, the final norm or the head (memory bounded by one block)."""
+    from pt2ms.stages.build_map import build_map
+
+    config, model, _ = _project(tmp_path, "llama", "llama_mindformers")
+    assert run_script("1_show.py", "--config", str(config))[0] == 0
+    summary = build_map(load_config(config))
+    assert {item.ms_name: item.method for item in summary["matches"]}["model.layers.0.attention.w_qkv.weight"] == "probed"
+    assert summary["probe"]["decided"] and summary["probe"]["blocks_read"] == ["model.layers.0", "model.layers.1"]

@@ -13,7 +13,7 @@ def stage(args):
     config = cli.load(args)
     if args.tolerance is not None:
         config.verify.tolerance = args.tolerance
-    result = verify(config, train=args.train)
+    result = verify(config, train=args.train, stream=args.stream)
     for warning in result["warnings"]:
         print(f"warning: {warning}")
     for path in result["files"]:
@@ -34,6 +34,9 @@ def stage(args):
           f"tolerance {result['tolerance']:g}")
     if result.get("casts"):
         print(f"  {result['casts']}")
+    if result.get("streamed"):
+        print(f"  streamed block by block ({result['stream_reason']}): peak memory "
+              f"{result['peak_rss_bytes'] / 2**20:.0f} MiB")
     for reason in result["reasons"]:
         print(f"  not verified: {reason}")
     if result["first_divergence"]:
@@ -51,6 +54,9 @@ def build_parser():
     result.add_argument("--tolerance", type=float, help="override [verify] tolerance (relative to output scale)")
     result.add_argument("--train", action="store_true",
                         help="also run one training step on both models ([verify.train]) and compare it")
+    result.add_argument("--stream", action="store_true",
+                        help="hold one block of each model in memory at a time (chosen by itself when both models "
+                             "would not fit)")
     return result
 
 

@@ -105,8 +105,8 @@ def probe_case(layers):
 
     from tests import zoo_llm_pairs
     from tests.conftest import run_script, write_config
-    from tests.probe_pairs import qwen2_torch, seeded_state
     from tests.mapping.test_zoo_pairs import wrong_entries
+    from tests.probe_pairs import qwen2_torch, seeded_state
 
     zoo_llm_pairs.LAYERS = layers  # the factories read it when they build
     with tempfile.TemporaryDirectory() as work:

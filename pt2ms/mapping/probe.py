@@ -27,178 +27,12 @@ import numpy as np
 from tqdm import tqdm
 
 from pt2ms.errors import Pt2MsError
-from pt2ms.formats.checkpoint import open_torch_checkpoint
 from pt2ms.formats.inventory import strip_to_known
 from pt2ms.mapping import transforms
+from pt2ms.mapping.probe_bench import Bench
 from pt2ms.mapping.probe_units import HEAD_ATTRS, UNSURE, Unit, find_units, parent_of, refreshed, sources_of
-from pt2ms.running.devices import use_ms_device
-from pt2ms.running.models import cast_ms, cast_torch, common_path, load_torch, make_inputs
-from pt2ms.running.recording import ForwardFailed, first_line, is_array, ms_numpy, record_ms, record_torch, torch_numpy
-
-# --- running blocks ------------------------------------------------------------------------------------
-
-class Bench:
-    """Both models loaded, one recorded pass each, and a way to score MindSpore weights block by block."""
-
-    def __init__(self, config):
-        import mindspore as ms
-
-        from pt2ms.running.build import build_ms_model
-
-        self.model = load_torch(config)
-        self.config, self.files = config, None
-        use_ms_device(config)  # [mindspore] device, before the net is built
-        self.net = build_ms_model(config)
-        self.net.set_train(False)
-        cast_torch(self.model, config)  # both compute in [verify] dtype, as in stage 4
-        cast_ms(self.net, {}, config.verify.dtype)
-        self.inputs = make_inputs(config.verify.inputs, config.verify.seed)
-        self.tolerance = config.verify.tolerance
-        self.state = {key: torch_numpy(value) for key, value in self.model.state_dict().items()}
-        self.params = {parameter.name: parameter for parameter in self.net.get_parameters()}
-        self.dtypes = {name: ms_numpy(parameter.value()).dtype for name, parameter in self.params.items()}
-        self.cell_of = {}
-        self.cells = dict(self.net.cells_and_names())
-        for path, cell in self.cells.items():
-            for parameter in cell._params.values():  # a cell's own Parameters, not its children's
-                self.cell_of.setdefault(parameter.name, path)
-        self.modules = dict(self.model.named_modules())
-        self.ms = ms
-        self.comparable = {}
-        self.held = {}  # the array each Parameter was last set from
-
-    def torch_array(self, name):
-        known = strip_to_known(name, self.state)
-        if known not in self.state:  # a tensor the model holds converted (per-expert files, fused in memory)
-            if self.files is None:
-                self.files = open_torch_checkpoint(self.config.torch.checkpoint, self.config.torch.state_dict_key,
-                                                   self.config.torch.trust_pickle)
-            self.state[known] = _file_array(self.files[name])
-        return self.state[known]
-
-    def value(self, torch_value, transform):
-        names = [torch_value] if isinstance(torch_value, str) else list(torch_value)
-        return transforms.apply(transforms.parse(transform), [self.torch_array(name) for name in names])
-
-    def set_weights(self, values):
-        for name, array in values.items():
-            name = self.own(name)
-            if self.held.get(name) is array:  # restoring the map's values after a candidate: only what it changed
-                continue
-            self.params[name].set_data(self.ms.Tensor(np.asarray(array, dtype=self.dtypes[name])))
-            self.held[name] = array
-
-    def own(self, ms_name):
-        """The model's Parameter.name for a map name (a template's training wrapper prefix dropped)."""
-        return strip_to_known(ms_name, self.params)
-
-    def cell_path(self, ms_name):
-        return self.cell_of.get(self.own(ms_name), parent_of(self.own(ms_name)))
-
-    def torch_module_of(self, torch_name):
-        path = parent_of(torch_name)
-        while path and strip_to_known(path, self.modules) not in self.modules:
-            path = parent_of(path)  # a tensor the model holds fused (experts.0.gate_proj): its nearest module
-        return strip_to_known(path, self.modules)
-
-    def partner(self, cell_path, matches_by_cell):
-        """The PyTorch module feeding every mapped parameter under a MindSpore cell: their common prefix."""
-        modules = [self.torch_module_of(name) for path, names in matches_by_cell.items()
-                   if path == cell_path or path.startswith(cell_path + ".") or not cell_path for name in names]
-        if not modules:
-            return None
-        return common_path(modules)
-
-    def record(self, cell_paths, module_paths):
-        """One pass each: the PyTorch modules' inputs and outputs, the MindSpore cells' raw arguments."""
-        self.torch_recording, torch_out = record_torch(self.model, self.inputs, watched=set(module_paths) - {""})
-        self.torch_output = [torch_numpy(x) for x in _arrays(torch_out)]
-        self.ms_args, handles = {}, []
-        for path in cell_paths:
-            if path and path in self.cells:
-                handles.append(self.cells[path].register_forward_pre_hook(self._keep_args(path)))
-        failure = None
-        try:
-            output = self.net(*[self.ms.Tensor(np.asarray(x)) for x in self.inputs])
-            _ = [ms_numpy(x) for x in _arrays(output)]  # kernels run asynchronously: a missing one fails here
-        except Exception as error:  # noqa: BLE001 - located below, then raised as ForwardFailed
-            failure = error
-        finally:
-            for handle in handles:
-                handle.remove()
-        if failure is not None:
-            _locate_ms_failure(self.net, self.inputs, failure)
-
-    def _keep_args(self, path):
-        def keep(_cell, args):
-            self.ms_args.setdefault(path, tuple(args))
-        return keep
-
-    def next_comparable(self, pairs, start):
-        """Index of the first block pair from `start` on that runs and compares (whatever the weights), or None."""
-        for index in range(start, len(pairs)):
-            if pairs[index] not in self.comparable:
-                self.comparable[pairs[index]] = self.error(*pairs[index]) is not None
-            if self.comparable[pairs[index]]:
-                return index
-        return None
-
-    def error(self, cell_path, module_path):
-        """Relative error of the MindSpore cell fed the PyTorch module's input, or None if they cannot be compared."""
-        if not cell_path:
-            args, expected = [self.ms.Tensor(np.asarray(x)) for x in self.inputs], self.torch_output
-            cell = self.net
-        else:
-            record = self.torch_recording.records.get(module_path) if module_path else None
-            args = list(self.ms_args.get(cell_path, ()))
-            if module_path:
-                if record is None or not record.inputs or not args or not is_array(args[0]) \
-                        or tuple(args[0].shape) != record.inputs[0].shape:
-                    return None
-                args[0] = self.ms.Tensor(record.inputs[0])
-                expected = record.output
-            else:
-                expected = self.torch_output
-            cell = self.cells[cell_path]
-        try:
-            got = [ms_numpy(x) for x in _arrays(cell(*args))]
-        except Exception:  # a cell that needs other arguments than it got is simply not comparable
-            return None
-        if not got or not expected or got[0].shape != expected[0].shape:
-            return None
-        worst = 0.0
-        for mine, theirs in zip(got, expected):  # every output both give, in order, while their shapes agree
-            if mine.shape != theirs.shape:
-                break
-            scale = max(float(np.abs(theirs).max()), 1e-12)
-            error = float(np.abs(mine.astype(np.float64) - theirs).max()) / scale
-            if not math.isfinite(error):  # NaN (a variance set negative) agrees with nothing; max() would skip it
-                return math.inf
-            worst = max(worst, error)
-        return worst
-
-
-def _file_array(tensor):
-    """One tensor as the checkpoint file holds it (bfloat16 read as float32, as the model's state is)."""
-    import torch
-
-    array = tensor.read()
-    return torch_numpy(torch.from_numpy(array).view(torch.bfloat16)) if tensor.dtype == "bfloat16" else array
-
-
-def _locate_ms_failure(net, inputs, failure):
-    """Raise ForwardFailed naming the MindSpore layer whose forward failed (a run waiting on every layer)."""
-    try:
-        record_ms(net, inputs, sync=True)
-    except ForwardFailed as located:
-        raise ForwardFailed("MindSpore", located.layer, failure) from failure
-    raise ForwardFailed("MindSpore", None, failure) from failure
-
-
-def _arrays(value):
-    from pt2ms.running import compare
-
-    return [x for _, x in compare.flatten(value) if is_array(x)]
+from pt2ms.running.models import common_path
+from pt2ms.running.recording import ForwardFailed, first_line
 
 
 def _levels(path):
@@ -268,7 +102,7 @@ def _separated(errors, labels, tolerance):
     ranked = sorted(labels, key=errors.__getitem__)
     numbers = ", ".join(f"{label} {_rounded(errors[label])}" for label in ranked[:3])
     return None, (f"{len(agreeing)} of {len(labels)} candidates agree" if len(agreeing) > 1 else
-                  f"the others are not clearly refused") + \
+                  "the others are not clearly refused") + \
         f" ({numbers}; deciding needs one within {tolerance:g} and the others at {CLEAR_RATIO * tolerance:g} or more)"
 
 
@@ -388,7 +222,7 @@ def probe(config, matches, ms_rows, torch_rows, edits=None):
             for unit in members:
                 choice = dict(unit.candidates)[label]
                 for ms_name, (torch_value, transform) in choice.items():
-                    current[ms_name] = bench.value(torch_value, transform)
+                    current[ms_name] = bench.entry(torch_value, transform)
                     item = by_name[ms_name]
                     by_name[ms_name] = replace(item, torch=torch_value, transform=transform, method="probed",
                                                confidence=0.99, note=f"probe ({unit.kind}): the only one of "
@@ -411,7 +245,7 @@ def probe(config, matches, ms_rows, torch_rows, edits=None):
                 extras[ms_name] = _record(unit, errors, None)
     summary = {"decided": decided, "undecided": undecided, "units": len(units), "patterns": len(patterns),
                "hand_edits": _check_edits(bench, edit_units, by_name, current, levels, bar),
-               "seconds": time.perf_counter() - started}
+               "blocks_read": sorted(set(bench.materialised)), "seconds": time.perf_counter() - started}
     bar.close()
     return [by_name[item.ms_name] for item in matches], extras, summary
 
@@ -565,12 +399,11 @@ def _current_values(bench, matches):
     for item in matches:
         if item.torch is None or bench.own(item.ms_name) not in bench.params:
             continue
-        try:
-            values[item.ms_name] = bench.value(item.torch, item.transform)
+        try:  # computed when its block is read: the whole model's weights are never held at once
+            if bench.shape_of(item.torch, item.transform) == tuple(bench.params[bench.own(item.ms_name)].shape):
+                values[item.ms_name] = bench.entry(item.torch, item.transform)
         except Exception:  # an entry that does not apply here is left at the model's own value
             continue
-        if values[item.ms_name].shape != tuple(bench.params[bench.own(item.ms_name)].shape):
-            del values[item.ms_name]
     return values
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from pt2ms.errors import Pt2MsError
+from pt2ms.running.blocks import empty_ms, empty_torch
 
 
 def user_module_name(file):
@@ -70,22 +71,30 @@ def call_factory(spec, kwargs, config_file, key=None):
         raise Pt2MsError(f"{config_file}: factory {spec!r} raised {type(error).__name__}: {error}") from None
 
 
-def build_torch_model(config):
-    """The PyTorch model named under [torch], in eval mode."""
+def build_torch_model(config, empty=False):
+    """The PyTorch model named under [torch], in eval mode; `empty`: with no parameter memory (parameters on the
+    meta device, see pt2ms.running.blocks), a Hugging Face folder's model included."""
     import torch
 
-    model = call_factory(config.torch.model, config.torch.kwargs, config.source, "[torch] model")
+    def build():
+        return call_factory(config.torch.model, config.torch.kwargs, config.source, "[torch] model")
+
+    model = empty_torch(build) if empty else build()
     if not isinstance(model, torch.nn.Module):
         raise Pt2MsError(f"{config.source}: factory {config.torch.model!r} returned {type(model).__name__}, "
                          "not a torch.nn.Module")
     return model.eval()
 
 
-def build_ms_model(config):
-    """The MindSpore Cell named under [mindspore], in inference mode."""
+def build_ms_model(config, empty=False):
+    """The MindSpore Cell named under [mindspore], in inference mode; `empty`: with no parameter memory
+    (built under no_init_parameters: each Parameter stays uninitialised until data is set)."""
     from mindspore import nn
 
-    net = call_factory(config.mindspore.model, config.mindspore.kwargs, config.source, "[mindspore] model")
+    def build():
+        return call_factory(config.mindspore.model, config.mindspore.kwargs, config.source, "[mindspore] model")
+
+    net = empty_ms(build) if empty else build()
     if not isinstance(net, nn.Cell):
         raise Pt2MsError(f"{config.source}: factory {config.mindspore.model!r} returned {type(net).__name__}, "
                          "not a mindspore.nn.Cell")

@@ -190,7 +190,10 @@ def cast_torch(model, config):
         before = _float_name(parameter.dtype)
         if before and before != dtype:
             casts[("model parameters", before, dtype)] += 1
-    model.to(device=device, dtype=target)
+    if any(tensor.is_meta for tensor in model.parameters()):
+        model.to(dtype=target)  # built empty: its blocks are read onto the device as they run (running.blocks)
+    else:
+        model.to(device=device, dtype=target)
     inventory = config.output_dir / "torch_params.csv"
     for row in read_inventory(inventory) if inventory.is_file() else []:
         if row.dtype in FLOAT_DTYPES and row.dtype != dtype:

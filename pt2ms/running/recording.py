@@ -250,10 +250,19 @@ def _call_mode(recording):
     return FollowCalls()
 
 
-def record_torch(model, inputs, watched=(), units=None):
+def _holding(weights):
+    """The weights' hold_while_running (pt2ms.running.blocks), or nothing for a model that holds its own."""
+    import contextlib
+
+    return weights.hold_while_running() if weights is not None else contextlib.nullcontext()
+
+
+def record_torch(model, inputs, watched=(), units=None, weights=None):
     """Run a torch model once on NumPy `inputs`; returns (Recording, outputs).
 
     units: layer paths to follow the data between (see the module docstring), or None not to follow it.
+    weights: a TorchBlockWeights for a model built empty: each block's weights are read just before it runs
+    and dropped after, so memory holds one block (what is recorded is NumPy, on the CPU).
     """
     import torch
 
@@ -264,7 +273,7 @@ def record_torch(model, inputs, watched=(), units=None):
         if recording.units is not None:
             recording._set(x, (frozenset([ROOT]), ()))
     try:
-        with torch.no_grad(), _call_mode(recording):
+        with torch.no_grad(), _holding(weights), _call_mode(recording):
             output = model(*tensors)
     except Exception as error:
         recording.failed_in = recording.stack[-1] if recording.stack else None
@@ -276,8 +285,10 @@ def record_torch(model, inputs, watched=(), units=None):
     return recording, output
 
 
-def record_ms(net, inputs, watched=(), sync=False, units=None):
+def record_ms(net, inputs, watched=(), sync=False, units=None, weights=None):
     """Run a MindSpore cell once on NumPy `inputs` (PyNative); returns (Recording, outputs).
+
+    weights: an MsBlockWeights for a net built empty (see record_torch).
 
     A failure is located by running again with every layer's output waited for (`sync`): MindSpore runs
     kernels asynchronously, so an error otherwise surfaces in whatever layer comes next.
@@ -291,7 +302,8 @@ def record_ms(net, inputs, watched=(), sync=False, units=None):
         if recording.units is not None:
             recording._set(x, (frozenset([ROOT]), ()))
     try:
-        output = net(*tensors)
+        with _holding(weights):
+            output = net(*tensors)
     except Exception as error:
         recording.failed_in = recording.stack[-1] if recording.stack else None
         if not sync:
@@ -299,7 +311,7 @@ def record_ms(net, inputs, watched=(), sync=False, units=None):
                 handle.remove()
             handles = []
             try:
-                record_ms(net, inputs, sync=True)
+                record_ms(net, inputs, sync=True, weights=weights)
             except ForwardFailed as located:
                 raise ForwardFailed("MindSpore", located.layer, error) from error
         raise ForwardFailed("MindSpore", recording.failed_in, error) from error

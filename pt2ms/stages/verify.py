@@ -20,6 +20,7 @@ from pt2ms.running import compare
 from pt2ms.running.models import cast_summary, cast_torch, load_ms, load_torch, make_inputs
 from pt2ms.running.recording import ForwardFailed, first_line, is_array, ms_numpy, record_ms, record_torch, torch_numpy
 from pt2ms.running.settings import paired_differences
+from pt2ms.verify import streamed
 from pt2ms.verify.diagnosis import causes, first_divergence, numbers_differ, output_mismatch, setting_effects
 from pt2ms.verify.layer_compare import BOUNDARY, compare_pairs
 from pt2ms.verify.pairing import (
@@ -339,10 +340,12 @@ def _failed(config, ckpt_path, batches, warnings, failure, where):
     raise ModelRunError(f"{config.source}: {reason}") from None
 
 
-def verify(config, train=False):
+def verify(config, train=False, stream=False):
     """Stage 4: compare the two models; writes verify.md/json/png and returns the result dict.
 
     train: also run one training step on both (pt2ms.verify.training), after the inference comparison.
+    stream: hold one block of each model at a time (pt2ms/verify/streamed.py); also chosen when both models in
+    float32 would not fit in the memory available.
 
     A forward pass that fails still writes the report ("not compared", with the reason), then raises
     ModelRunError (exit code 3).
@@ -356,13 +359,22 @@ def verify(config, train=False):
         raise Pt2MsError(f"{config.source}: stage 4 needs [mindspore] model (a factory), not only a template")
     warnings = stale_checkpoint_warnings(config.map_path, ckpt_path)
     batches = _input_batches(config)  # before loading: a bad [verify] section fails fast
+    stream, stream_reason = streamed.choose(config, stream)
+    if stream and train:
+        raise Pt2MsError(f"{config.source}: --train needs both models in memory, and this run streams them "
+                         f"({stream_reason}); verify without --train, or on a machine with more memory")
     if train:
         from pt2ms.verify.training import check_settings
         check_settings(config)
     selection = _output_selection(config)
-    model = load_torch(config)
-    torch_casts = cast_torch(model, config)
-    net, load_notes, ms_casts = load_ms(config, ckpt_path, map_data)
+    streaming = streamed.open_streamed(config, ckpt_path, map_data, stream_reason) if stream else None
+    if streaming:
+        model, net, load_notes = streaming.model, streaming.net, streaming.notes
+        torch_casts, ms_casts = streaming.casts
+    else:
+        model = load_torch(config)
+        torch_casts = cast_torch(model, config)
+        net, load_notes, ms_casts = load_ms(config, ckpt_path, map_data)
     tolerance = config.verify.tolerance
     outputs, first_pass = [], None
     try:
@@ -384,7 +396,8 @@ def verify(config, train=False):
         if first_torch is not first_ms and not all(np.array_equal(a, b) for a, b in zip(first_torch, first_ms)):
             load_notes.append("the two data pipelines gave different first batches; layer inputs will differ")
         try:
-            rows, torch_rec = compare_pairs(model, net, first_torch, found["everything"], tolerance)
+            rows, torch_rec = compare_pairs(model, net, first_torch, found["everything"], tolerance,
+                                            weights_for=streaming and streaming.weights_for)
         except ForwardFailed as failure:
             _failed(config, ckpt_path, batches, warnings, failure, "while recording layers")
         calls = torch_rec.calls
@@ -422,7 +435,10 @@ def verify(config, train=False):
         "load_notes": load_notes,
         "dtype": config.verify.dtype,
         "casts": cast_summary(config.verify.dtype, torch_casts, ms_casts),
+        **(streaming.figures() if streaming else {"streamed": False, "peak_rss_bytes": streamed.peak_rss_bytes()}),
     }
+    if streaming:
+        streaming.close()
     if train:
         from pt2ms.verify.training import train_check
         result["train"] = train_check(config, model, net, map_data, ms_rows, batches[0][0], rows)

@@ -7,6 +7,8 @@ PyTorch's recording also follows the data, so each row knows which paired layers
 (`from`), through which functional calls and unpaired modules (`through`), and which consume its output.
 """
 
+import contextlib
+
 import numpy as np
 from tqdm import tqdm
 
@@ -112,10 +114,14 @@ def _swap_trials(row, cell, torch_record, tolerance):
     return trials
 
 
-def compare_pairs(model, net, inputs, pairs, tolerance, isolate=True):
+def compare_pairs(model, net, inputs, pairs, tolerance, isolate=True, weights_for=None):
     """Rows for [(cell, module, kind)] in PyTorch execution order (kind: layer, parameter-free, block),
-    and PyTorch's recording (order, functional calls between layers)."""
+    and PyTorch's recording (order, functional calls between layers).
+
+    weights_for: for a model streamed block by block (pt2ms/verify/streamed.py), cell path -> a context in
+    which that cell has its weights while it runs alone; None when the whole model holds them."""
     modules, cells = dict(model.named_modules()), dict(net.cells_and_names())
+    hold = weights_for or (lambda _cell: contextlib.nullcontext())
     units = {module for _, module, what in pairs if what != "block"}
     torch_rec, _ = record_torch(model, inputs, {module for _, module, _ in pairs}, units=units)
     ms_rec, _ = record_ms(net, inputs, {cell for cell, _, _ in pairs})
@@ -135,18 +141,21 @@ def compare_pairs(model, net, inputs, pairs, tolerance, isolate=True):
         else:
             row.update(_compared(ms_record, torch_record, tolerance))
             if isolate:
-                row["isolated"], alone[module] = _isolated(cells[cell], torch_record,
-                                                           tolerance if what == "block" else compare.OP_TOLERANCE)
+                with hold(cell):
+                    row["isolated"], alone[module] = _isolated(cells[cell], torch_record,
+                                                               tolerance if what == "block" else compare.OP_TOLERANCE)
         rows.append(row)
     for row in rows:
         if row["kind"] != "block" and row.get("isolated", {}).get("verdict") == "differ" and alone.get(row["torch"]):
-            carried = _carried_activation(row, rows, alone[row["torch"]], torch_rec.records, cells)
+            with hold(row["mindspore"]):
+                carried = _carried_activation(row, rows, alone[row["torch"]], torch_rec.records, cells)
             if carried:
                 row["carried"] = carried
     _mark_boundaries(rows)
     for row in rows:
-        if row["kind"] == "block" and row["verdict"] != BOUNDARY and _layers_agree_alone(row, rows) and \
-                row.get("isolated", {}).get("verdict") == "differ":
+        # Streamed, a block's hooks read its weights from the files as it runs, which would undo a swap.
+        if weights_for is None and row["kind"] == "block" and row["verdict"] != BOUNDARY and \
+                _layers_agree_alone(row, rows) and row.get("isolated", {}).get("verdict") == "differ":
             row["swaps"] = _swap_trials(row, cells[row["mindspore"]], torch_rec.records[row["torch"]], tolerance)
     return rows, torch_rec
 

@@ -43,6 +43,17 @@ def _headline(result):
     return f"{words}: {'; '.join(result['reasons'])}"
 
 
+def _memory(result):
+    """Whether the run streamed the models block by block (pt2ms/verify/streamed.py), and its peak memory."""
+    if "peak_rss_bytes" not in result:
+        return []
+    peak = f"peak memory (resident) {result['peak_rss_bytes'] / 2**20:.0f} MiB"
+    if not result.get("streamed"):
+        return [f"Both models held in memory; {peak}.", ""]
+    return [f"Streamed block by block ({result['stream_reason']}): one block of each model held at a time, the "
+            f"largest {result['largest_block_bytes'] / 2**20:.1f} MiB in float32; {peak}.", ""]
+
+
 def _error_cell(metric):
     """A table cell for a relative error; values of different sizes have none."""
     return "sizes differ" if metric.get("sizes_differ") else _fmt(metric.get("relative"))
@@ -63,6 +74,7 @@ def markdown(result):
               f"Checkpoints: `{result['torch_checkpoint']}` -> `{result['mindspore_checkpoint']}`.", ""]
     if result.get("casts"):
         lines += [f"Dtypes: {result['casts']}.", ""]
+    lines += _memory(result)
     if result["first_divergence"]:
         lines += ["## Where the models part", "", result["first_divergence"], ""]
         also = (result.get("first_divergence_detail") or {}).get("also", [])

@@ -436,3 +436,15 @@ def test_the_probe_decides_only_when_the_numbers_separate_the_candidates():
     label, why = _separated({"a": 1e-7, "b": 4e-5}, ["a", "b"], tolerance)  # both agree
     assert label is None and "2 of 2 candidates agree" in why
     assert _separated({"a": 0.2, "b": 0.3}, ["a", "b"], tolerance) == (None, "")  # none agrees: try further
+
+
+def test_the_probe_reads_only_the_blocks_it_probes(tmp_path):
+    """Both models built empty: scoring a fused qkv or gate-up layout reads the decoder layer around it, fed the
+    inputs recorded for it, never the embedding, the final norm or the head (memory bounded by one block)."""
+    from pt2ms.stages.build_map import build_map
+
+    config, model, _ = _project(tmp_path, "llama", "llama_mindformers")
+    assert run_script("1_show.py", "--config", str(config))[0] == 0
+    summary = build_map(load_config(config))
+    assert {item.ms_name: item.method for item in summary["matches"]}["model.layers.0.attention.w_qkv.weight"] == "probed"
+    assert summary["probe"]["decided"] and summary["probe"]["blocks_read"] == ["model.layers.0", "model.layers.1"]

@@ -34,6 +34,7 @@ from pt2ms.formats.inventory import strip_to_known
 from pt2ms.formats.tensors import NUMPY_DTYPES, LazyTensor, as_float
 from pt2ms.mapping import transforms
 from pt2ms.mapping.probe_units import HEAD_ATTRS, UNSURE, Unit, find_units, parent_of, refreshed, sources_of
+from pt2ms.running.freeing import FreedMsBlockWeights
 from pt2ms.running.models import common_path, make_inputs
 from pt2ms.running.recording import ForwardFailed, first_line, is_array, ms_numpy, record_ms, record_torch, torch_numpy
 
@@ -51,7 +52,7 @@ class Bench:
     def __init__(self, config):
         import mindspore as ms
 
-        from pt2ms.running.blocks import MsBlockWeights, TorchBlockWeights
+        from pt2ms.running.blocks import TorchBlockWeights
         from pt2ms.running.build import build_ms_model, build_torch_model
 
         self.model = build_torch_model(config, empty=True)
@@ -63,7 +64,7 @@ class Bench:
         self.params = {parameter.name: parameter for parameter in self.net.get_parameters()}
         self.dtypes = {name: _numpy_dtype(parameter.dtype) for name, parameter in self.params.items()}
         self.values = {}  # Parameter.name -> an array, or an Entry computed when its block is read
-        self.ms_weights = MsBlockWeights(self.net, {name: LazyTensor(str(np.dtype(self.dtypes[name])), tuple(p.shape),
+        self.ms_weights = FreedMsBlockWeights(self.net, {name: LazyTensor(str(np.dtype(self.dtypes[name])), tuple(p.shape),
                                                                      functools.partial(self._ms_value, name))
                                                     for name, p in self.params.items()})
         self.blocks = [block for block in self.ms_weights.blocks if block.whole]  # "": the model is one block

@@ -20,6 +20,7 @@ from pt2ms.formats.ckpt import FROM_MS_TYPE
 from pt2ms.formats.inventory import read_inventory, strip_to_known
 from pt2ms.formats.tensors import from_numpy
 from pt2ms.running import blocks, memory
+from pt2ms.running.freeing import FreedMsBlockWeights
 
 FLOAT32 = 4  # bytes per value: both sides compute in float32
 
@@ -77,7 +78,7 @@ class Streamed:
         self.torch = blocks.TorchBlockWeights(self.model, torch_tensors)
         self.net = build_ms_model(config, empty=True)
         ms_tensors, self.notes = _fitting_ms(ckpt_path, self.net, map_data)
-        self.ms = blocks.MsBlockWeights(self.net, ms_tensors)
+        self.ms = FreedMsBlockWeights(self.net, ms_tensors)
         self.whole = [block.path for block in self.ms.blocks if block.whole]
         self._running = contextlib.ExitStack()
         self._running.enter_context(self.torch.hold_while_running())

@@ -64,9 +64,9 @@ class Bench:
         self.params = {parameter.name: parameter for parameter in self.net.get_parameters()}
         self.dtypes = {name: _numpy_dtype(parameter.dtype) for name, parameter in self.params.items()}
         self.values = {}  # Parameter.name -> an array, or an Entry computed when its block is read
-        self.ms_weights = FreedMsBlockWeights(self.net, {name: LazyTensor(str(np.dtype(self.dtypes[name])), tuple(p.shape),
-                                                                     functools.partial(self._ms_value, name))
-                                                    for name, p in self.params.items()})
+        reads = {name: LazyTensor(np.dtype(self.dtypes[name]).name, tuple(parameter.shape),
+                                  functools.partial(self._ms_value, name)) for name, parameter in self.params.items()}
+        self.ms_weights = FreedMsBlockWeights(self.net, reads)
         self.blocks = [block for block in self.ms_weights.blocks if block.whole]  # "": the model is one block
         self.materialised = []  # the MindSpore blocks read while scoring (after the recorded passes)
         self.cell_of = {}
@@ -256,7 +256,10 @@ def _torch_tensors(config, model):
 
 
 def _numpy_dtype(ms_dtype):
-    return np.dtype(NUMPY_DTYPES.get(FROM_MS_TYPE.get(str(ms_dtype), str(ms_dtype).lower()), np.float32))
+    """The NumPy dtype candidate values are made in: the parameter's own, but float32 for a bfloat16 or float16
+    one (set from float32 values, which MindSpore rounds), as the probe read them before."""
+    name = FROM_MS_TYPE.get(str(ms_dtype), str(ms_dtype).lower())
+    return np.dtype(np.float32 if name in ("bfloat16", "float16") else NUMPY_DTYPES.get(name, np.float32))
 
 
 def _initial_values(parameter):

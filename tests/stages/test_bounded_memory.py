@@ -4,6 +4,7 @@ The limit is set with cgroup v1 (`memory.limit_in_bytes` of a child group of thi
 is not mounted or not writable (not root, another kind of machine) the tests skip and say why.
 """
 
+import math
 import os
 import subprocess
 import sys
@@ -79,7 +80,7 @@ def _project(directory):
 
 def test_stage_1_runs_under_a_limit_smaller_than_the_two_models(tmp_path, limited):
     config, values = _project(tmp_path)
-    assert values == sum(__import__("math").prod(s) for s in torch_shapes(**SIZE).values())
+    assert values == sum(math.prod(shape) for shape in torch_shapes(**SIZE).values())
     assert LIMIT < 2 * 4 * values, "the limit must be smaller than both models in float32"
     # Built whole, as stage 1 did before, the two models do not fit: the child is killed.
     whole = (f"import tests.big_models as b; t = b.torch_model(**{SIZE}); m = b.ms_model(**{SIZE}); "

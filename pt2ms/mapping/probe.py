@@ -31,7 +31,7 @@ from pt2ms.errors import Pt2MsError
 from pt2ms.formats.checkpoint import open_torch_checkpoint
 from pt2ms.formats.ckpt import FROM_MS_TYPE
 from pt2ms.formats.inventory import strip_to_known
-from pt2ms.formats.tensors import NUMPY_DTYPES, LazyTensor, as_float
+from pt2ms.formats.tensors import NUMPY_DTYPES, LazyTensor, as_float, cast
 from pt2ms.mapping import transforms
 from pt2ms.mapping.probe_units import HEAD_ATTRS, UNSURE, Unit, find_units, parent_of, refreshed, sources_of
 from pt2ms.running.freeing import FreedMsBlockWeights
@@ -57,7 +57,10 @@ class Bench:
 
         self.model = build_torch_model(config, empty=True)
         self.tensors = _torch_tensors(config, self.model)
-        self.torch_weights = TorchBlockWeights(self.model, self.tensors)
+        self.torch_values = {}  # PyTorch tensor name -> an array set in place of the file's (set_torch_weights)
+        self.torch_weights = TorchBlockWeights(self.model, {
+            name: LazyTensor(tensor.dtype, tuple(tensor.shape), functools.partial(self._torch_value, name, tensor),
+                             tensor.source, tensor.storage) for name, tensor in self.tensors.items()})
         self.net = build_ms_model(config, empty=True)
         self.inputs = make_inputs(config.verify.inputs, config.verify.seed)
         self.tolerance = config.verify.tolerance
@@ -78,9 +81,36 @@ class Bench:
         self.ms = ms
         self.comparable = {}
 
+    def set_torch_weights(self, values):
+        """Set PyTorch tensors (name -> array) in place of the checkpoint's, for the recorded passes and the
+        candidates made from them; returns what to pass back to restore the file's (the model is built empty:
+        its own tensors are not there to change)."""
+        previous = {}
+        for name, array in values.items():
+            name = strip_to_known(name, self.tensors)
+            previous[name] = self.torch_values.get(name)
+            self.torch_values[name] = np.asarray(array)
+        return previous
+
+    def restore_torch_weights(self, previous):
+        for name, array in previous.items():
+            if array is None:
+                self.torch_values.pop(name, None)
+            else:
+                self.torch_values[name] = array
+
+    def _torch_value(self, name, tensor):
+        """What the PyTorch model reads for `name`: a value set in its place, in the file's dtype, or the file's."""
+        if name not in self.torch_values:
+            return tensor.read()
+        return cast(self.torch_values[name], str(self.torch_values[name].dtype), tensor.dtype)[0]
+
     def torch_array(self, name):
         """A PyTorch tensor read from the checkpoint by name, as float32 when it is a float (bfloat16 widened)."""
-        tensor = self.tensors[strip_to_known(name, self.tensors)]
+        name = strip_to_known(name, self.tensors)
+        tensor = self.tensors[name]
+        if name in self.torch_values:
+            return np.asarray(self.torch_values[name])
         array = tensor.read()
         values = as_float(array, tensor.dtype)
         return array if values is None else values.astype(np.float32)

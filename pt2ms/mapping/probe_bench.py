@@ -15,11 +15,12 @@ from pt2ms.errors import Pt2MsError
 from pt2ms.formats.checkpoint import open_torch_checkpoint
 from pt2ms.formats.ckpt import FROM_MS_TYPE
 from pt2ms.formats.inventory import strip_to_known
-from pt2ms.formats.tensors import NUMPY_DTYPES, LazyTensor, as_float
+from pt2ms.formats.tensors import NUMPY_DTYPES, LazyTensor, as_float, cast
 from pt2ms.mapping import transforms
 from pt2ms.mapping.match_names import ignored_reason
 from pt2ms.mapping.probe_units import parent_of
 from pt2ms.running.devices import torch_device, use_ms_device
+from pt2ms.running.freeing import FreedMsBlockWeights
 from pt2ms.running.models import cast_ms, cast_torch, common_path, load_torch, make_inputs
 from pt2ms.running.recording import ForwardFailed, is_array, ms_numpy, record_ms, record_torch, torch_numpy
 
@@ -36,14 +37,18 @@ class Bench:
     def __init__(self, config):
         import mindspore as ms
 
-        from pt2ms.running.blocks import MsBlockWeights, TorchBlockWeights
+        from pt2ms.running.blocks import TorchBlockWeights
         from pt2ms.running.build import build_ms_model, build_torch_model
 
         self.config = config
         self.model = build_torch_model(config, empty=True)
         self.tensors = _torch_tensors(config, self.model)
         cast_torch(self.model, config)  # both compute in [verify] dtype, as in stage 4
-        self.torch_weights = TorchBlockWeights(self.model, self.tensors, device=torch_device(config))
+        self.torch_values = {}  # PyTorch tensor name -> an array set in place of the file's (set_torch_weights)
+        self.torch_weights = TorchBlockWeights(self.model, {
+            name: LazyTensor(tensor.dtype, tuple(tensor.shape), functools.partial(self._torch_value, name, tensor),
+                             tensor.source, tensor.storage) for name, tensor in self.tensors.items()},
+            device=torch_device(config))
         use_ms_device(config)  # [mindspore] device, before the net is built
         self.net = build_ms_model(config, empty=True)
         cast_ms(self.net, {}, config.verify.dtype)
@@ -52,9 +57,9 @@ class Bench:
         self.params = {parameter.name: parameter for parameter in self.net.get_parameters()}
         self.dtypes = {name: _numpy_dtype(parameter.dtype) for name, parameter in self.params.items()}
         self.values = {}  # Parameter.name -> an array, or an Entry computed when its block is read
-        self.ms_weights = MsBlockWeights(self.net, {name: LazyTensor(str(np.dtype(self.dtypes[name])), tuple(p.shape),
-                                                                     functools.partial(self._ms_value, name))
-                                                    for name, p in self.params.items()})
+        reads = {name: LazyTensor(np.dtype(self.dtypes[name]).name, tuple(parameter.shape),
+                                  functools.partial(self._ms_value, name)) for name, parameter in self.params.items()}
+        self.ms_weights = FreedMsBlockWeights(self.net, reads)
         self.blocks = [block for block in self.ms_weights.blocks if block.whole]  # "": the model is one block
         self.materialised = []  # the MindSpore blocks read while scoring (after the recorded passes)
         self.cell_of = {}
@@ -66,9 +71,36 @@ class Bench:
         self.ms = ms
         self.comparable = {}
 
+    def set_torch_weights(self, values):
+        """Set PyTorch tensors (name -> array) in place of the checkpoint's, for the recorded passes and the
+        candidates made from them; returns what to pass back to restore the file's (the model is built empty:
+        its own tensors are not there to change)."""
+        previous = {}
+        for name, array in values.items():
+            name = strip_to_known(name, self.tensors)
+            previous[name] = self.torch_values.get(name)
+            self.torch_values[name] = np.asarray(array)
+        return previous
+
+    def restore_torch_weights(self, previous):
+        for name, array in previous.items():
+            if array is None:
+                self.torch_values.pop(name, None)
+            else:
+                self.torch_values[name] = array
+
+    def _torch_value(self, name, tensor):
+        """What the PyTorch model reads for `name`: a value set in its place, in the file's dtype, or the file's."""
+        if name not in self.torch_values:
+            return tensor.read()
+        return cast(self.torch_values[name], str(self.torch_values[name].dtype), tensor.dtype)[0]
+
     def torch_array(self, name):
         """A PyTorch tensor read from the checkpoint by name, as float32 when it is a float (bfloat16 widened)."""
-        tensor = self.tensors[strip_to_known(name, self.tensors)]
+        name = strip_to_known(name, self.tensors)
+        tensor = self.tensors[name]
+        if name in self.torch_values:
+            return np.asarray(self.torch_values[name])
         array = tensor.read()
         values = as_float(array, tensor.dtype)
         return array if values is None else values.astype(np.float32)
@@ -266,7 +298,10 @@ def _converted_by_transformers(config, file_tensors):
 
 
 def _numpy_dtype(ms_dtype):
-    return np.dtype(NUMPY_DTYPES.get(FROM_MS_TYPE.get(str(ms_dtype), str(ms_dtype).lower()), np.float32))
+    """The NumPy dtype candidate values are made in: the parameter's own, but float32 for a bfloat16 or float16
+    one (set from float32 values, which MindSpore rounds), as the probe read them before."""
+    name = FROM_MS_TYPE.get(str(ms_dtype), str(ms_dtype).lower())
+    return np.dtype(np.float32 if name in ("bfloat16", "float16") else NUMPY_DTYPES.get(name, np.float32))
 
 
 def _initial_values(parameter):

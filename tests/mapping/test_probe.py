@@ -448,3 +448,22 @@ def test_the_probe_reads_only_the_blocks_it_probes(tmp_path):
     summary = build_map(load_config(config))
     assert {item.ms_name: item.method for item in summary["matches"]}["model.layers.0.attention.w_qkv.weight"] == "probed"
     assert summary["probe"]["decided"] and summary["probe"]["blocks_read"] == ["model.layers.0", "model.layers.1"]
+
+
+def test_pytorch_tensors_set_in_place_of_the_files_reach_the_recorded_pass_and_come_back(tmp_path):
+    """The models are built empty, so a decision that must change PyTorch weights (a gate opened) sets them on
+    the Bench, which reads them instead of the file's while they are set."""
+    import numpy as np
+
+    from pt2ms.mapping.probe import Bench
+
+    config, model, state = _project(tmp_path, "dpn", "dpn_mindspore", "[verify]\ninputs = [[2, 3, 8, 8]]\n")
+    bench = Bench(load_config(config))
+    saved = bench.set_torch_weights({"stem.weight": np.zeros(tuple(state["stem.weight"].shape), np.float32)})
+    bench.record(set(), {"stem"})
+    stem = bench.torch_recording.records["stem"].output[0]
+    np.testing.assert_allclose(stem, np.broadcast_to(state["stem.bias"].numpy()[None, :, None, None], stem.shape))
+    bench.restore_torch_weights(saved)
+    assert np.array_equal(bench.torch_array("stem.weight"), state["stem.weight"].numpy())
+    bench.record(set(), {"stem"})
+    assert not np.allclose(bench.torch_recording.records["stem"].output[0], stem)

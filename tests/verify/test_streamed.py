@@ -97,3 +97,30 @@ def test_training_is_refused_when_streaming(tmp_path):
 
     code, _, stderr = run_script("4_verify.py", "--config", str(config), "--stream", "--train")
     assert code == 2 and "--train needs both models in memory" in stderr
+
+
+def test_streamed_models_hold_only_the_block_a_layer_run_alone_needs(tmp_path):
+    from pt2ms.mapping.mapfile import read_map
+    from pt2ms.stages.verify import converted_checkpoint
+
+    config = load_config(project(tmp_path, "torch_stack", "ms_stack", verify="inputs = [[2, 8]]"))
+    run = streamed.open_streamed(config, converted_checkpoint(config), read_map(config.map_path), "a test")
+    try:
+        assert all(parameter.is_meta for parameter in run.model.parameters())  # built empty, nothing read yet
+
+        def held():  # the blocks whose Parameters hold data now (blocks.N.0.weight: block blocks.N)
+            return sorted({parameter.name.rsplit(".", 2)[0] for _, cell in run.net.cells_and_names()
+                           for parameter in cell._params.values()
+                           if not parameter.has_init and parameter.name.startswith("blocks.")})
+        assert held() == []
+        with run.weights_for("blocks.1.0"):  # a Dense inside block 1: block 1 is read for it
+            assert held() == ["blocks.1"]
+        with run.weights_for("blocks.1.1"):  # the next layer of the same block: still that block only
+            assert held() == ["blocks.1"]
+        with run.weights_for("blocks.2.0"):
+            assert held() == ["blocks.2"]
+        with run.weights_for("blocks.2"):  # a block itself reads its weights as it runs (hooks): none held
+            assert held() == []
+    finally:
+        run.close()
+    assert held() == [] and run.figures()["largest_block_bytes"] == 4 * (64 + 8)

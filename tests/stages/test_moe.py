@@ -108,3 +108,15 @@ def test_the_probe_settles_interleaved_gate_and_up(tmp_path):
                                      "reshape(4, 2, 8, 16) | transpose(1, 2) | reshape(4, 16, 16) | transpose(1, 2) | "
                                      "reshape(64, 16)"}
         assert data["found"][name]["method"] == "probed" and data["found"][name]["chosen"] == "interleaved"
+
+
+def test_without_a_probe_the_port_familys_layout_decides(tmp_path):
+    config, _ = moe_project(tmp_path, "per-expert folder", ms_model="qwen3_moe_ms_ascend")
+    assert run_script("1_show.py", "--config", str(config))[0] == 0
+    code, stdout, stderr = run_script("2_build_map.py", "--config", str(config))
+    assert code == 0 and "probe skipped: the MindSpore model's forward fails" in stdout, stdout + stderr
+    data = json.loads((tmp_path / "maps" / "moe.json").read_text())
+    reference = qwen3_moe_reference(fused=False)
+    assert {name: data["map"][name] for name in reference} == reference
+    found = data["found"]["decoder.layers.0.mlp.experts.weight1"]
+    assert found["method"] == "experts" and found["confidence"] == 0.9  # not lowered: the family's rule settles it

@@ -53,7 +53,8 @@ def test_moe_experts_map_convert_verify_and_reverse(tmp_path, source):
         assert code == 0, f"{script}: {stdout}{stderr}"
     data = json.loads((tmp_path / "maps" / "moe.json").read_text())
     reference = qwen3_moe_reference(fused=source != "per-expert folder")
-    wrong = {name: (data["map"].get(name), value) for name, value in reference.items() if data["map"].get(name) != value}
+    wrong = {name: (data["map"].get(name), value) for name, value in reference.items()
+             if data["map"].get(name) != value}
     assert not wrong, wrong
     assert data["found"]["decoder.layers.0.mlp.router.fi_accu"]["method"] == "no source"
     assert "no source" in data["found"]["decoder.layers.0.mlp.router.fi_accu"]["note"]

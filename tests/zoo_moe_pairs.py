@@ -96,6 +96,7 @@ class _SelfAttention(msnn.Cell):
         self.q_layernorm = _RMSNorm(HEAD_DIM)
         self.k_layernorm = _RMSNorm(HEAD_DIM)
         self.linear_proj = msnn.Dense(HEADS * HEAD_DIM, HIDDEN, has_bias=False)
+        self.ascend_only = False
         self.inv_freq = 1.0 / ROPE_THETA ** (np.arange(0, HEAD_DIM, 2, dtype=np.float32) / HEAD_DIM)
 
     def construct(self, x):
@@ -114,6 +115,8 @@ class _SelfAttention(msnn.Cell):
         k, v = ops.repeat_interleave(k, rep, 1), ops.repeat_interleave(v, rep, 1)
         scores = ops.matmul(q, k.transpose(0, 1, 3, 2)) * HEAD_DIM ** -0.5
         causal = Tensor(np.triu(np.full((seq, seq), -1e9, np.float32), 1))
+        if self.ascend_only:  # the fused kernel mindformers calls; MindSpore's CPU backend has none
+            out = ops.flash_attention_score(q, k, v, HEADS, input_layout="BNSD")
         out = ops.matmul(ops.softmax(scores + causal, -1), v)
         return self.linear_proj(out.transpose(0, 2, 1, 3).reshape(batch, seq, HEADS * HEAD_DIM))
 
@@ -135,15 +138,19 @@ class _Router(msnn.Cell):
 class _GroupedExperts(msnn.Cell):
     """mindformers' GroupedMLP layout: all experts in two matrices, each expert a block of rows."""
 
-    def __init__(self):
+    def __init__(self, interleaved=False):
         super().__init__()
+        self.interleaved = interleaved
         self.weight1 = _normal((EXPERTS * HIDDEN, 2 * EXPERT_FFN), 3)
         self.weight2 = _normal((EXPERTS * EXPERT_FFN, HIDDEN), 4)
 
     def construct(self, x, indices, values):
         expert_weights = (ops.one_hot(indices, EXPERTS, Tensor(1.0), Tensor(0.0)) * values.expand_dims(-1)).sum(1)
         gate_up = ops.matmul(x, self.weight1.reshape(EXPERTS, HIDDEN, 2 * EXPERT_FFN))    # [E, T, 2F]
-        gate, up = ops.split(gate_up, [EXPERT_FFN, EXPERT_FFN], axis=-1)                 # concatenated halves
+        if self.interleaved:  # another family's layout: gate and up alternate column by column
+            gate, up = gate_up[..., 0::2], gate_up[..., 1::2]
+        else:
+            gate, up = ops.split(gate_up, [EXPERT_FFN, EXPERT_FFN], axis=-1)             # concatenated halves
         out = ops.matmul(ops.silu(gate) * up, self.weight2.reshape(EXPERTS, EXPERT_FFN, HIDDEN))  # [E, T, H]
         return (out * expert_weights.T.expand_dims(-1)).sum(0)
 
@@ -200,6 +207,22 @@ class Qwen3MoeMindformers(msnn.Cell):
 
 def qwen3_moe_ms():
     return Qwen3MoeMindformers()
+
+
+def qwen3_moe_ms_ascend():
+    """The port calling FlashAttentionScore as mindformers' does: its forward fails on a CPU, no probe runs."""
+    net = Qwen3MoeMindformers()
+    for layer in net.decoder.layers:
+        layer.self_attention.ascend_only = True
+    return net
+
+
+def qwen3_moe_ms_interleaved():
+    """The same port with each expert's gate and up columns interleaved: only the probe can tell."""
+    net = Qwen3MoeMindformers()
+    for layer in net.decoder.layers:
+        layer.mlp.experts.interleaved = True
+    return net
 
 
 # --- what a right map holds -----------------------------------------------------------------------------

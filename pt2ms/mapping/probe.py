@@ -197,8 +197,8 @@ def probe(config, matches, ms_rows, torch_rows, edits=None):
     extras, decided, undecided = {}, 0, 0
     # Each decision runs blocks of both models once per candidate: seconds each on a real model.
     bar = tqdm(total=len(patterns) + len(edit_units), desc="probe", unit="decision", leave=False, disable=None)
-    order = sorted(patterns.values(), key=lambda members: ("experts", "joined", "fused", "pieces", "order", "transpose")
-                   .index(members[0].kind))
+    kinds = ("experts", "joined", "fused", "pieces", "order", "transpose")
+    order = sorted(patterns.values(), key=lambda members: kinds.index(members[0].kind))
     pending = order
     for sweep in range(2):  # a second sweep for decisions that needed another one made first
         left = []

@@ -195,7 +195,8 @@ def find_units(matches, ms_shapes, torch_shapes, hints_for):
         if item.method == "experts":  # stacked experts: only their row layout is a choice
             choices = expert_candidates(item, ms_shapes[item.ms_name], torch_shapes)
             if len(choices) > 1:
-                units.append(Unit("experts", [item.ms_name], [(label, {item.ms_name: value}) for label, value in choices]))
+                units.append(Unit("experts", [item.ms_name],
+                                  [(label, {item.ms_name: value}) for label, value in choices]))
             continue
         ops = transforms.parse(item.transform)
         if len(names) > 1 and ops and ops[0] == ("cat", [0]):

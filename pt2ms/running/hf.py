@@ -55,15 +55,18 @@ def from_folder(folder, **overrides):
 
 def load_folder(folder, **overrides):
     """The model a Hugging Face folder holds, with its weights, loaded by transformers' `from_pretrained`
-    (offline, `use_cache=False`). Refuses a folder whose files leave model parameters unloaded or misshapen."""
+    (offline, `use_cache=False`, float32). Refuses a folder whose files leave model parameters unloaded or misshapen."""
     folder = Path(folder)
     transformers = _transformers(folder)
     config, named, what = _config_and_class(folder, transformers, overrides)
+    import torch
+
     loader = named if named is not None else transformers.AutoModel
     try:
         with _quiet(transformers):
+            # float32 as from_folder builds it: a bfloat16 folder is compared in float32, its values unchanged.
             model, info = loader.from_pretrained(str(folder), config=config, local_files_only=True,
-                                                 output_loading_info=True)
+                                                 output_loading_info=True, dtype=torch.float32)
     except Exception as error:
         raise Pt2MsError(f"{folder}: transformers cannot load {what}: {type(error).__name__}: "
                          f"{str(error).splitlines()[0] if str(error) else ''}") from None

@@ -33,3 +33,11 @@ def test_a_folder_whose_files_leave_parameters_unloaded_is_refused(tmp_path):
     save_file(state, tmp_path / "bert" / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(Pt2MsError, match=r"its weights do not fill BertModel: missing \['pooler.dense.weight'\]"):
         load_folder(tmp_path / "bert")
+
+
+def test_a_bfloat16_folder_loads_in_float32_with_its_values(tmp_path):
+    saved = old_bert_folder(tmp_path / "bert").to(torch.bfloat16)
+    saved.save_pretrained(tmp_path / "bf16")
+    loaded = load_folder(tmp_path / "bf16")
+    assert loaded.embeddings.word_embeddings.weight.dtype == torch.float32
+    assert torch.equal(loaded.embeddings.word_embeddings.weight, saved.embeddings.word_embeddings.weight.float())

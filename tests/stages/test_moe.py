@@ -19,7 +19,7 @@ from tests.zoo_moe_pairs import qwen3_moe_reference, qwen3_moe_torch, save_folde
 SOURCES = ["per-expert folder", "fused state dict"]
 
 
-def moe_project(directory, source):
+def moe_project(directory, source, ms_model="qwen3_moe_ms"):
     """A config for the MoE pair; returns (config path, the PyTorch tensors as the checkpoint holds them)."""
     if source == "per-expert folder":
         save_folder(directory / "moe")
@@ -35,13 +35,13 @@ def moe_project(directory, source):
         [torch]
         {torch}
         [mindspore]
-        model = "tests.zoo_moe_pairs:qwen3_moe_ms"
+        model = "tests.zoo_moe_pairs:{ms_model}"
         [verify]
         inputs = [{{ shape = [2, 7], dtype = "int64", low = 0, high = 32 }}]
         [paths]
         maps = "maps"
         outputs = "outputs"
-        """).format(torch=torch_lines))
+        """).format(torch=torch_lines, ms_model=ms_model))
     return config, holds
 
 
@@ -53,11 +53,13 @@ def test_moe_experts_map_convert_verify_and_reverse(tmp_path, source):
         assert code == 0, f"{script}: {stdout}{stderr}"
     data = json.loads((tmp_path / "maps" / "moe.json").read_text())
     reference = qwen3_moe_reference(fused=source != "per-expert folder")
-    wrong = {name: (data["map"].get(name), value) for name, value in reference.items() if data["map"].get(name) != value}
+    wrong = {name: (data["map"].get(name), value) for name, value in reference.items()
+             if data["map"].get(name) != value}
     assert not wrong, wrong
     assert data["found"]["decoder.layers.0.mlp.router.fi_accu"]["method"] == "no source"
     assert "no source" in data["found"]["decoder.layers.0.mlp.router.fi_accu"]["note"]
     assert data["unused_torch"] == []
+    assert data["found"]["decoder.layers.1.mlp.experts.weight1"]["chosen"] == "concatenated"  # the probe agrees
     # Exactly the numbers the transforms give, expert by expert.
     converted = open_ms_checkpoint(tmp_path / "outputs" / "moe" / "moe.ckpt")
     for ms_name, entry in reference.items():
@@ -94,3 +96,28 @@ def test_a_real_miss_is_still_refused_beside_a_counter_with_no_source(tmp_path):
     assert code == 2 and "1 MindSpore parameter(s) would keep their initial (random) values" in stderr, stderr
     assert "left at initial value: decoder.layers.0.mlp.experts.weight2" in stdout + stderr
     assert "fi_accu" not in stdout + stderr
+
+
+def test_the_probe_settles_interleaved_gate_and_up(tmp_path):
+    config, _ = moe_project(tmp_path, "fused state dict", ms_model="qwen3_moe_ms_interleaved")
+    assert run_script("1_show.py", "--config", str(config))[0] == 0
+    assert run_script("2_build_map.py", "--config", str(config))[0] == 0
+    data = json.loads((tmp_path / "maps" / "moe.json").read_text())
+    for layer in range(2):
+        name = f"decoder.layers.{layer}.mlp.experts.weight1"
+        assert data["map"][name] == {"torch": f"model.layers.{layer}.mlp.experts.gate_up_proj", "transform":
+                                     "reshape(4, 2, 8, 16) | transpose(1, 2) | reshape(4, 16, 16) | transpose(1, 2) | "
+                                     "reshape(64, 16)"}
+        assert data["found"][name]["method"] == "probed" and data["found"][name]["chosen"] == "interleaved"
+
+
+def test_without_a_probe_the_port_familys_layout_decides(tmp_path):
+    config, _ = moe_project(tmp_path, "per-expert folder", ms_model="qwen3_moe_ms_ascend")
+    assert run_script("1_show.py", "--config", str(config))[0] == 0
+    code, stdout, stderr = run_script("2_build_map.py", "--config", str(config))
+    assert code == 0 and "probe skipped: the MindSpore model's forward fails" in stdout, stdout + stderr
+    data = json.loads((tmp_path / "maps" / "moe.json").read_text())
+    reference = qwen3_moe_reference(fused=False)
+    assert {name: data["map"][name] for name in reference} == reference
+    found = data["found"]["decoder.layers.0.mlp.experts.weight1"]
+    assert found["method"] == "experts" and found["confidence"] == 0.9  # not lowered: the family's rule settles it

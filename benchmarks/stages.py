@@ -8,7 +8,7 @@ other as separate processes, so imports count. CPU time (user + system) and peak
 what stage 2's probe decided and stage 4's verdict, from their summaries.
 
     .venv/bin/python benchmarks/stages.py                       # the four bundled examples
-    .venv/bin/python benchmarks/stages.py --tiny                # and the tests' 14-tensor pair (tests/tiny_models.py)
+    .venv/bin/python benchmarks/stages.py --tiny                # and the tests' tiny pair (tests/tiny_models.py)
     .venv/bin/python benchmarks/stages.py --configs configs/resnet50.toml --repeat 3   # best of 3 per stage
 """
 
@@ -101,7 +101,8 @@ def bench(config, repeat):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=BUNDLED, help="configs to run (default: the four bundled)")
-    parser.add_argument("--tiny", action="store_true", help="also the tests' 14-tensor pair (tests/tiny_models.py)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="also the tests' tiny pair (tests/tiny_models.py: 17 PyTorch tensors, 15 MindSpore)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per stage; the fastest is shown")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (its path is printed)")
     args = parser.parse_args()
@@ -109,7 +110,8 @@ def main():
     configs = [work_copy(ROOT / config, work) for config in args.configs] + ([tiny_copy(work)] if args.tiny else [])
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs); "
           f"python {sys.version.split()[0]}; work folder {work}")
-    print("| example | stage | wall s | CPU s | peak RSS MB | exit | says |\n| --- | --- | --- | --- | --- | --- | --- |")
+    print("| example | stage | wall s | CPU s | peak RSS MB | exit | says |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     try:
         for config in configs:
             if config.stem != "tiny":

@@ -343,8 +343,8 @@ def _margin(scores, i, j):
 
 def _solve(scores):
     """The allowed (i, j) pairs of the best assignment of a score matrix (-inf: not allowed)."""
-    from scipy.optimize import linear_sum_assignment  # here: importing scipy.optimize costs 0.3-2 s, and a map
-    # that exact names and rules settle never gets here
+    # Imported here: scipy.optimize takes 0.3-2 s to import, and a map that names and rules settle never needs it.
+    from scipy.optimize import linear_sum_assignment
 
     allowed = np.isfinite(scores)
     rows, cols = linear_sum_assignment(np.where(allowed, -scores, 1e6))

@@ -426,13 +426,13 @@ def test_convit_gate_the_probe_cannot_see_makes_it_say_it_cannot_tell(tmp_path):
 
 
 def test_the_probe_decides_only_when_the_numbers_separate_the_candidates():
-    from pt2ms.mapping.probe import CLEAR_RATIO, _separated
+    from pt2ms.mapping.probe_units import CLEAR_RATIO, separated
 
     tolerance = 1e-4
-    assert _separated({"a": 1e-7, "b": 0.3}, ["a", "b"], tolerance) == ("a", "")
-    assert _separated({"a": 1e-7, "b": CLEAR_RATIO * tolerance}, ["a", "b"], tolerance) == ("a", "")
-    label, why = _separated({"a": 1e-7, "b": 3e-4}, ["a", "b"], tolerance)  # b not clearly refused
+    assert separated({"a": 1e-7, "b": 0.3}, ["a", "b"], tolerance) == ("a", "")
+    assert separated({"a": 1e-7, "b": CLEAR_RATIO * tolerance}, ["a", "b"], tolerance) == ("a", "")
+    label, why = separated({"a": 1e-7, "b": 3e-4}, ["a", "b"], tolerance)  # b not clearly refused
     assert label is None and "not clearly refused" in why and "b 0.0003" in why
-    label, why = _separated({"a": 1e-7, "b": 4e-5}, ["a", "b"], tolerance)  # both agree
+    label, why = separated({"a": 1e-7, "b": 4e-5}, ["a", "b"], tolerance)  # both agree
     assert label is None and "2 of 2 candidates agree" in why
-    assert _separated({"a": 0.2, "b": 0.3}, ["a", "b"], tolerance) == (None, "")  # none agrees: try further
+    assert separated({"a": 0.2, "b": 0.3}, ["a", "b"], tolerance) == (None, "")  # none agrees: try further

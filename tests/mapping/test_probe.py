@@ -436,3 +436,19 @@ def test_the_probe_decides_only_when_the_numbers_separate_the_candidates():
     label, why = separated({"a": 1e-7, "b": 4e-5}, ["a", "b"], tolerance)  # both agree
     assert label is None and "2 of 2 candidates agree" in why
     assert separated({"a": 0.2, "b": 0.3}, ["a", "b"], tolerance) == (None, "")  # none agrees: try further
+
+
+def test_a_winner_that_would_tie_two_layers_to_one_tensor_is_no_decision():
+    """Before `qk` was known as fused, ConViT's `k` got `v`'s tensor and the probe "confirmed" it, comparing `k`
+    with the module its own entry named. A winner giving one whole tensor to two layers is never decided; pieces
+    of one tensor (chunk, slice) are no tie."""
+    from pt2ms.mapping.match_layers import Match
+    from pt2ms.mapping.probe_units import Unit, shared_source
+
+    by_name = {item.ms_name: item for item in [Match("attn.v.weight", "attn.v.weight"),
+                                                Match("attn.k.weight", "attn.v.weight", tied=True),
+                                                Match("attn.q.weight", "attn.qk.weight", "chunk(2, 0, 0)")]}
+    unit = Unit("transpose", ["attn.k.weight"], [("as is", {"attn.k.weight": ("attn.v.weight", "")})])
+    assert shared_source([unit], "as is", by_name) == "attn.v.weight would feed attn.k.weight and attn.v.weight"
+    pieces = Unit("pieces", ["attn.k.weight"], [("order (1,)", {"attn.k.weight": ("attn.qk.weight", "chunk(2, 0, 1)")})])
+    assert shared_source([pieces], "order (1,)", by_name) is None

@@ -426,16 +426,32 @@ def test_convit_gate_the_probe_cannot_see_makes_it_say_it_cannot_tell(tmp_path):
 
 
 def test_the_probe_decides_only_when_the_numbers_separate_the_candidates():
-    from pt2ms.mapping.probe import CLEAR_RATIO, _separated
+    from pt2ms.mapping.probe_units import CLEAR_RATIO, separated
 
     tolerance = 1e-4
-    assert _separated({"a": 1e-7, "b": 0.3}, ["a", "b"], tolerance) == ("a", "")
-    assert _separated({"a": 1e-7, "b": CLEAR_RATIO * tolerance}, ["a", "b"], tolerance) == ("a", "")
-    label, why = _separated({"a": 1e-7, "b": 3e-4}, ["a", "b"], tolerance)  # b not clearly refused
+    assert separated({"a": 1e-7, "b": 0.3}, ["a", "b"], tolerance) == ("a", "")
+    assert separated({"a": 1e-7, "b": CLEAR_RATIO * tolerance}, ["a", "b"], tolerance) == ("a", "")
+    label, why = separated({"a": 1e-7, "b": 3e-4}, ["a", "b"], tolerance)  # b not clearly refused
     assert label is None and "not clearly refused" in why and "b 0.0003" in why
-    label, why = _separated({"a": 1e-7, "b": 4e-5}, ["a", "b"], tolerance)  # both agree
+    label, why = separated({"a": 1e-7, "b": 4e-5}, ["a", "b"], tolerance)  # both agree
     assert label is None and "2 of 2 candidates agree" in why
-    assert _separated({"a": 0.2, "b": 0.3}, ["a", "b"], tolerance) == (None, "")  # none agrees: try further
+    assert separated({"a": 0.2, "b": 0.3}, ["a", "b"], tolerance) == (None, "")  # none agrees: try further
+
+
+def test_a_winner_that_would_tie_two_layers_to_one_tensor_is_no_decision():
+    """Before `qk` was known as fused, ConViT's `k` got `v`'s tensor and the probe "confirmed" it, comparing `k`
+    with the module its own entry named. A winner giving one whole tensor to two layers is never decided; pieces
+    of one tensor (chunk, slice) are no tie."""
+    from pt2ms.mapping.match_layers import Match
+    from pt2ms.mapping.probe_units import Unit, shared_source
+
+    by_name = {item.ms_name: item for item in [Match("attn.v.weight", "attn.v.weight"),
+                                                Match("attn.k.weight", "attn.v.weight", tied=True),
+                                                Match("attn.q.weight", "attn.qk.weight", "chunk(2, 0, 0)")]}
+    unit = Unit("transpose", ["attn.k.weight"], [("as is", {"attn.k.weight": ("attn.v.weight", "")})])
+    assert shared_source([unit], "as is", by_name) == "attn.v.weight would feed attn.k.weight and attn.v.weight"
+    pieces = Unit("pieces", ["attn.k.weight"], [("order (1,)", {"attn.k.weight": ("attn.qk.weight", "chunk(2, 0, 1)")})])
+    assert shared_source([pieces], "order (1,)", by_name) is None
 
 
 def test_the_probe_reads_only_the_blocks_it_probes(tmp_path):
@@ -455,7 +471,7 @@ def test_pytorch_tensors_set_in_place_of_the_files_reach_the_recorded_pass_and_c
     the Bench, which reads them instead of the file's while they are set."""
     import numpy as np
 
-    from pt2ms.mapping.probe import Bench
+    from pt2ms.mapping.probe_bench import Bench
 
     config, model, state = _project(tmp_path, "dpn", "dpn_mindspore", "[verify]\ninputs = [[2, 3, 8, 8]]\n")
     bench = Bench(load_config(config))

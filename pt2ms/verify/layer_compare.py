@@ -103,7 +103,7 @@ def _carried_activation(row, rows, alone, records, cells):
     return None
 
 
-def _swap_trials(row, cell, torch_record, tolerance):
+def _swap_trials(cell, torch_record, tolerance):
     """The block run alone with each pair of its same-shaped layers swapped: does any swap make it agree?"""
     trials = []
     for (first, second), output in swapped_runs(cell, torch_record.inputs, SWAP_LIMIT):
@@ -156,7 +156,7 @@ def compare_pairs(model, net, inputs, pairs, tolerance, isolate=True, weights_fo
         # Streamed, a block's hooks read its weights from the files as it runs, which would undo a swap.
         if weights_for is None and row["kind"] == "block" and row["verdict"] != BOUNDARY and \
                 _layers_agree_alone(row, rows) and row.get("isolated", {}).get("verdict") == "differ":
-            row["swaps"] = _swap_trials(row, cells[row["mindspore"]], torch_rec.records[row["torch"]], tolerance)
+            row["swaps"] = _swap_trials(cells[row["mindspore"]], torch_rec.records[row["torch"]], tolerance)
     return rows, torch_rec
 
 

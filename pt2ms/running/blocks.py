@@ -36,6 +36,7 @@ name is refused),
 `.touched()` (MindSpore: empty Parameters that something used outside their block, so ran on random values).
 """
 
+import gc
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -344,6 +345,9 @@ class MsBlockWeights:
         for cell, attr, shell, _ in self._slots[path]:
             cell._params[attr] = shell
         self._held.discard(path)
+        # A MindSpore Parameter sits in reference cycles: without a collection its data outlives the block
+        # (measured: 8 blocks of 134 MB all still resident after the run, 1.1 GB against 0.07 GB).
+        gc.collect()
 
     @contextmanager
     def holding(self, path):

@@ -78,7 +78,7 @@ def _project(directory):
     return directory / "big.toml", values
 
 
-def test_stage_1_runs_under_a_limit_smaller_than_the_two_models(tmp_path, limited):
+def test_stages_1_and_4_run_under_a_limit_smaller_than_the_two_models(tmp_path, limited):
     config, values = _project(tmp_path)
     assert values == sum(math.prod(shape) for shape in torch_shapes(**SIZE).values())
     assert LIMIT < 2 * 4 * values, "the limit must be smaller than both models in float32"
@@ -95,3 +95,12 @@ def test_stage_1_runs_under_a_limit_smaller_than_the_two_models(tmp_path, limite
     header = rows[0].split(",")
     order = [int(row.split(",")[header.index("execution_order")]) for row in rows[1:]]
     assert len(order) == len(torch_shapes(**SIZE)) and min(order) >= 0  # the forward ran: every layer has its place
+    for script in ("2_build_map.py", "3_pth2ckpt.py"):  # not what this test is about: no limit
+        done = subprocess.run([sys.executable, str(ROOT / script), "--config", str(config)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-2000:]
+    # Stage 4 sees that both models do not fit under the limit and streams by itself.
+    result, peak = limited([str(ROOT / "4_verify.py"), "--config", str(config)], ROOT)
+    print(f"stage 4 peak {peak / 1e9:.2f} GB under a {LIMIT / 1e9:.1f} GB limit")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "agree" in result.stdout and "streamed block by block" in result.stdout, result.stdout

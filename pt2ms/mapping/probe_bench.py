@@ -20,7 +20,6 @@ from pt2ms.mapping import transforms
 from pt2ms.mapping.match_names import ignored_reason
 from pt2ms.mapping.probe_units import parent_of
 from pt2ms.running.devices import torch_device, use_ms_device
-from pt2ms.running.freeing import FreedMsBlockWeights
 from pt2ms.running.models import cast_ms, cast_torch, common_path, load_torch, make_inputs
 from pt2ms.running.recording import ForwardFailed, is_array, ms_numpy, record_ms, record_torch, torch_numpy
 
@@ -37,7 +36,7 @@ class Bench:
     def __init__(self, config):
         import mindspore as ms
 
-        from pt2ms.running.blocks import TorchBlockWeights
+        from pt2ms.running.blocks import MsBlockWeights, TorchBlockWeights
         from pt2ms.running.build import build_ms_model, build_torch_model
 
         self.config = config
@@ -59,7 +58,7 @@ class Bench:
         self.values = {}  # Parameter.name -> an array, or an Entry computed when its block is read
         reads = {name: LazyTensor(np.dtype(self.dtypes[name]).name, tuple(parameter.shape),
                                   functools.partial(self._ms_value, name)) for name, parameter in self.params.items()}
-        self.ms_weights = FreedMsBlockWeights(self.net, reads)
+        self.ms_weights = MsBlockWeights(self.net, reads)
         self.blocks = [block for block in self.ms_weights.blocks if block.whole]  # "": the model is one block
         self.materialised = []  # the MindSpore blocks read while scoring (after the recorded passes)
         self.cell_of = {}

@@ -22,7 +22,6 @@ from pt2ms.formats.shards import is_index, read_shards
 from pt2ms.formats.tensors import from_numpy
 from pt2ms.running import blocks, memory
 from pt2ms.running.devices import torch_device, use_ms_device
-from pt2ms.running.freeing import FreedMsBlockWeights
 from pt2ms.running.models import cast_ms, cast_torch
 
 FLOAT32 = 4  # bytes per value: both sides compute in float32
@@ -85,7 +84,7 @@ class Streamed:
         ms_casts = cast_ms(self.net, {}, config.verify.dtype)
         ms_tensors, self.notes = _fitting_ms(ckpt_path, self.net, map_data)
         self.casts = torch_casts, ms_casts
-        self.ms = FreedMsBlockWeights(self.net, ms_tensors)
+        self.ms = blocks.MsBlockWeights(self.net, ms_tensors)
         self.whole = [block.path for block in self.ms.blocks if block.whole]
         self._running = contextlib.ExitStack()
         self._running.enter_context(self.torch.hold_while_running())

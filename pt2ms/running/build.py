@@ -71,6 +71,18 @@ def call_factory(spec, kwargs, config_file, key=None):
         raise Pt2MsError(f"{config_file}: factory {spec!r} raised {type(error).__name__}: {error}") from None
 
 
+def _empty_or_whole(empty_build, build, spec):
+    """The model built empty, or, when its factory reads its own weights while building (MindCV's ConvNeXt scales
+    its head's initial values), built whole with a note: correct, only not bounded by a block."""
+    try:
+        return empty_build(build)
+    except Pt2MsError as error:
+        model = build()  # fails again, with the factory's own error, when the fault is not the empty build
+        print(f"note: {spec} cannot be built empty ({str(error).split(' raised ', 1)[-1].splitlines()[0][:160]}); "
+              "built with its weights in memory", file=sys.stderr)
+        return model
+
+
 def build_torch_model(config, empty=False):
     """The PyTorch model named under [torch], in eval mode; `empty`: with no parameter memory (parameters on the
     meta device, see pt2ms.running.blocks), a Hugging Face folder's model included."""
@@ -79,7 +91,7 @@ def build_torch_model(config, empty=False):
     def build():
         return call_factory(config.torch.model, config.torch.kwargs, config.source, "[torch] model")
 
-    model = empty_torch(build) if empty else build()
+    model = _empty_or_whole(empty_torch, build, config.torch.model) if empty else build()
     if not isinstance(model, torch.nn.Module):
         raise Pt2MsError(f"{config.source}: factory {config.torch.model!r} returned {type(model).__name__}, "
                          "not a torch.nn.Module")
@@ -94,7 +106,7 @@ def build_ms_model(config, empty=False):
     def build():
         return call_factory(config.mindspore.model, config.mindspore.kwargs, config.source, "[mindspore] model")
 
-    net = empty_ms(build) if empty else build()
+    net = _empty_or_whole(empty_ms, build, config.mindspore.model) if empty else build()
     if not isinstance(net, nn.Cell):
         raise Pt2MsError(f"{config.source}: factory {config.mindspore.model!r} returned {type(net).__name__}, "
                          "not a mindspore.nn.Cell")

@@ -83,7 +83,8 @@ def _umask():
     return mask
 
 
-def _owner_alive(pid):
+def owner_alive(pid):
+    """Whether the process that wrote a temporary file (its pid in the name) still runs."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -102,7 +103,7 @@ def remove_stale_parts(path):
     stale = 0
     for part in path.parent.glob(f".{path.name}.*.part"):
         owner = re.match(rf"\.{re.escape(path.name)}\.(\d+)\.", part.name)
-        if owner and (int(owner.group(1)) == os.getpid() or _owner_alive(int(owner.group(1)))):
+        if owner and (int(owner.group(1)) == os.getpid() or owner_alive(int(owner.group(1)))):
             continue
         with contextlib.suppress(FileNotFoundError):
             part.unlink()

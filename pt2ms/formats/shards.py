@@ -22,7 +22,7 @@ import numpy as np
 
 from pt2ms.errors import Pt2MsError
 from pt2ms.formats.checkpoint import check_file
-from pt2ms.formats.files import write_json
+from pt2ms.formats.files import owner_alive, write_json
 from pt2ms.formats.safetensors_file import read_safetensors, write_safetensors
 from pt2ms.formats.tensors import NUMPY_DTYPES
 
@@ -114,18 +114,8 @@ def remove_stale_folders(folder):
     folder = Path(folder)
     for part in folder.parent.glob(f".{folder.name}.*"):
         owner = re.match(rf"\.{re.escape(folder.name)}\.(\d+)\.", part.name)
-        if owner and int(owner.group(1)) != os.getpid() and not _alive(int(owner.group(1))):
+        if owner and int(owner.group(1)) != os.getpid() and not owner_alive(int(owner.group(1))):
             shutil.rmtree(part, ignore_errors=True)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
 
 
 def weight_map(index_path):

@@ -162,7 +162,20 @@ def empty_torch(build):
     return model
 
 
-class TorchBlockWeights:
+class _BlockWeights:
+    """What both sides' block weights share: holding one block for a `with`."""
+
+    @contextmanager
+    def holding(self, path):
+        """The block materialised inside the `with`, released after."""
+        self.materialise(path)
+        try:
+            yield self._layers[path]
+        finally:
+            self.release(path)
+
+
+class TorchBlockWeights(_BlockWeights):
     """A torch model's weights held one block at a time, read by name from `tensors` (see the module docstring)."""
 
     def __init__(self, model, tensors, device="cpu", missing="error"):
@@ -240,15 +253,6 @@ class TorchBlockWeights:
         self._held.discard(path)
 
     @contextmanager
-    def holding(self, path):
-        """The block materialised inside the `with`, released after."""
-        self.materialise(path)
-        try:
-            yield self._layers[path]
-        finally:
-            self.release(path)
-
-    @contextmanager
     def hold_while_running(self):
         """Forward hooks on every block: materialised just before it runs, released after (errors too)."""
         handles = []
@@ -292,7 +296,7 @@ def empty_ms(build):
         return build()
 
 
-class MsBlockWeights:
+class MsBlockWeights(_BlockWeights):
     """A MindSpore cell's weights held one block at a time (see the module docstring)."""
 
     def __init__(self, net, tensors=None, missing="error"):
@@ -354,15 +358,6 @@ class MsBlockWeights:
         if self._waiting >= COLLECT_BYTES:
             gc.collect()
             self._waiting = 0
-
-    @contextmanager
-    def holding(self, path):
-        """The block materialised inside the `with`, released after."""
-        self.materialise(path)
-        try:
-            yield self._layers[path]
-        finally:
-            self.release(path)
 
     @contextmanager
     def hold_while_running(self):

@@ -17,11 +17,13 @@ into all of them at once. The candidate that alone agrees wins ("method": "probe
 agree, the entry keeps the matcher's guess at confidence 0 and says why.
 """
 
+import hashlib
 import math
 import time
 from collections import defaultdict
 from dataclasses import replace
 
+import numpy as np
 from tqdm import tqdm
 
 from pt2ms.errors import Pt2MsError
@@ -98,8 +100,9 @@ def _score(bench, members, chosen, index, label, errors, distinct):
     values = {}
     for unit in members:
         for ms_name, (torch_value, transform) in unit.candidates[index][1].items():
-            values[ms_name] = bench.value(torch_value, transform)
-    fingerprint = tuple(values[name].tobytes() for name in sorted(values))
+            values[ms_name] = bench.entry(torch_value, transform)  # computed when its block is read
+    # One value at a time, hashed: an LLM's twins (every layer's w_gate_hidden) are never all held at once.
+    fingerprint = tuple(_digest(bench.value(values[name].torch, values[name].transform)) for name in sorted(values))
     if fingerprint in distinct:  # the same numbers as an earlier candidate: the same answer
         errors[label] = errors[distinct[fingerprint]]
         return
@@ -110,6 +113,12 @@ def _score(bench, members, chosen, index, label, errors, distinct):
         error = bench.error(cell_path, module_path)
         worst = math.inf if error is None else max(worst, error)
     errors[label] = worst
+
+
+def _digest(array):
+    """A fingerprint of one array's numbers (shape and dtype included)."""
+    array = np.ascontiguousarray(array)
+    return array.shape, array.dtype.str, hashlib.blake2b(array.view(np.uint8), digest_size=16).digest()
 
 
 def _candidate_levels(bench, unit, partners_of):

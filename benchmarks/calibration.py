@@ -57,14 +57,6 @@ PAIRS = {
 }
 
 
-def _toml(value):
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{key} = {_toml(item)}" for key, item in value.items()) + " }"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(item) for item in value) + "]"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return json.dumps(value)
 
 
 def write_pair(directory, pair_id):
@@ -72,7 +64,7 @@ def write_pair(directory, pair_id):
     import torch
 
     from pt2ms.stages.demo import calibrate_batchnorm, randomize
-    from tests.real_ports import hf_model
+    from tests.real_ports import hf_model, toml_value
 
     config_cls, model_cls, kwargs, ms_factory, ms_kwargs, shape = PAIRS[pair_id]
     model = randomize(hf_model(config_cls, model_cls, kwargs), 0)
@@ -80,9 +72,9 @@ def write_pair(directory, pair_id):
     torch.save(model.state_dict(), directory / "weights.pth")
     path = directory / f"{pair_id}.toml"
     path.write_text(f'name = "{pair_id}"\n[torch]\ncheckpoint = "weights.pth"\nmodel = "tests.real_ports:hf_model"\n'
-                    f"kwargs = {_toml(dict(config_cls=config_cls, model_cls=model_cls, kwargs=kwargs))}\n"
-                    f'[mindspore]\nmodel = "{ms_factory}"\nkwargs = {_toml(ms_kwargs)}\n'
-                    f"[verify]\ninputs = [{_toml(shape)}]\n"
+                    f"kwargs = {toml_value(dict(config_cls=config_cls, model_cls=model_cls, kwargs=kwargs))}\n"
+                    f'[mindspore]\nmodel = "{ms_factory}"\nkwargs = {toml_value(ms_kwargs)}\n'
+                    f"[verify]\ninputs = [{toml_value(shape)}]\n"
                     'outputs = { torch = ["logits"], mindspore = [0] }\n'
                     '[paths]\nmaps = "maps"\noutputs = "outputs"\n')
     return path

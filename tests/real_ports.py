@@ -4,6 +4,8 @@ Both sides are the zoos' real code (installed by the test command), built small 
 side gets seeded random weights (BatchNorm statistics measured on a seeded batch), saved as a real .pth.
 """
 
+import json
+
 import torch
 
 from pt2ms.stages.demo import calibrate_batchnorm, randomize
@@ -26,6 +28,17 @@ REAL_PAIRS = {
                  "mindcv.models.convnext:ConvNeXt",
                  dict(in_channels=3, num_classes=10, depths=[1, 1, 2, 1], dims=[16, 32, 64, 128]), [2, 3, 64, 64]),
 }
+
+
+def toml_value(value):
+    """A Python value (dict, list, bool, number, string) written as TOML, for a pair's config."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{key} = {toml_value(item)}" for key, item in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return json.dumps(value)
 
 
 def hf_model(config_cls, model_cls, kwargs):

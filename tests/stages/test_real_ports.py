@@ -12,7 +12,7 @@ import json
 import pytest
 
 from tests.conftest import run_script
-from tests.real_ports import REAL_PAIRS, save_weights
+from tests.real_ports import REAL_PAIRS, save_weights, toml_value
 
 # pair -> (stage 4 exit code, layers whose isolated output may differ: the ports' own setting differences,
 #          words the cause must hold: where, and the setting that differs, as checked in both zoos' source)
@@ -29,23 +29,15 @@ EXPECTED = {
 }
 
 
-def _toml(value):
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{key} = {_toml(item)}" for key, item in value.items()) + " }"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(item) for item in value) + "]"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return json.dumps(value)
 
 
 def write_pair_config(directory, pair_id):
     config_cls, model_cls, kwargs, ms_factory, ms_kwargs, shape = REAL_PAIRS[pair_id]
     path = directory / f"{pair_id}.toml"
     path.write_text(f'name = "{pair_id}"\n[torch]\ncheckpoint = "weights.pth"\nmodel = "tests.real_ports:hf_model"\n'
-                    f"kwargs = {_toml(dict(config_cls=config_cls, model_cls=model_cls, kwargs=kwargs))}\n"
-                    f'[mindspore]\nmodel = "{ms_factory}"\nkwargs = {_toml(ms_kwargs)}\n'
-                    f"[verify]\ninputs = [{_toml(shape)}]\n"
+                    f"kwargs = {toml_value(dict(config_cls=config_cls, model_cls=model_cls, kwargs=kwargs))}\n"
+                    f'[mindspore]\nmodel = "{ms_factory}"\nkwargs = {toml_value(ms_kwargs)}\n'
+                    f"[verify]\ninputs = [{toml_value(shape)}]\n"
                     'outputs = { torch = ["logits"], mindspore = [0] }\n'
                     '[paths]\nmaps = "maps"\noutputs = "outputs"\n')
     save_weights(pair_id, directory / "weights.pth")

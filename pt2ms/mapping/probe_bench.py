@@ -19,6 +19,7 @@ from pt2ms.formats.tensors import NUMPY_DTYPES, LazyTensor, as_float, cast
 from pt2ms.mapping import transforms
 from pt2ms.mapping.match_names import ignored_reason
 from pt2ms.mapping.probe_units import parent_of
+from pt2ms.running.blocks import initial_values
 from pt2ms.running.devices import torch_device, use_ms_device
 from pt2ms.running.models import cast_ms, cast_torch, common_path, load_torch, make_inputs
 from pt2ms.running.recording import ForwardFailed, is_array, ms_numpy, record_ms, record_torch, torch_numpy
@@ -128,7 +129,7 @@ class Bench:
         if value is None:
             # A parameter no entry sets (null in the map) keeps its initial values, the same on every read.
             parameter = self.params[name]
-            value = self.values[name] = _initial_values(parameter)
+            value = self.values[name] = initial_values(parameter)
         if isinstance(value, Entry):
             value = self.value(value.torch, value.transform)
         return np.asarray(value, dtype=self.dtypes[name])
@@ -301,15 +302,6 @@ def _numpy_dtype(ms_dtype):
     one (set from float32 values, which MindSpore rounds), as the probe read them before."""
     name = FROM_MS_TYPE.get(str(ms_dtype), str(ms_dtype).lower())
     return np.dtype(np.float32 if name in ("bfloat16", "float16") else NUMPY_DTYPES.get(name, np.float32))
-
-
-def _initial_values(parameter):
-    """A Parameter's initial values, without keeping it initialised (an empty one stays empty)."""
-    from mindspore.common.initializer import initializer
-
-    if not parameter.has_init:
-        return ms_numpy(parameter.value())
-    return ms_numpy(initializer(parameter.init, parameter.shape, parameter.dtype).init_data())
 
 
 def _locate_ms_failure(net, inputs, failure):

@@ -383,6 +383,17 @@ class MsBlockWeights(_BlockWeights):
                 cell._init_flag = flag
 
 
+def initial_values(parameter):
+    """A Parameter's initial values as an array (its initialiser run once), leaving an empty one empty."""
+    from mindspore.common.initializer import initializer
+
+    from pt2ms.running.recording import ms_numpy
+
+    if not parameter.has_init:
+        return ms_numpy(parameter.value())
+    return ms_numpy(initializer(parameter.init, parameter.shape, parameter.dtype).init_data())
+
+
 def _ms_tensor(lazy, shell):
     """A LazyTensor's data as a MindSpore Tensor of the Parameter's dtype and shape."""
     import mindspore as ms

@@ -155,23 +155,12 @@ def _fitting_ms(ckpt_path, net, map_data):
              for name, tensor in tensors.items() if tensor.dtype != _dtype_name(parameters[name].dtype)]
     notes += [f"{name}: left at its initial value (null in the map)" for name in not_loaded]
     for name in not_loaded:
-        tensors[name] = from_numpy(_initial_values(parameters[name]))
+        tensors[name] = from_numpy(blocks.initial_values(parameters[name]))
     return tensors, notes
 
 
 def _dtype_name(ms_dtype):
     return FROM_MS_TYPE.get(str(ms_dtype), str(ms_dtype).lower())
-
-
-def _initial_values(parameter):
-    """A Parameter's initial values (its initialiser run once), leaving an empty one empty."""
-    from mindspore.common.initializer import initializer
-
-    from pt2ms.running.recording import ms_numpy
-
-    if not parameter.has_init:
-        return ms_numpy(parameter.value())
-    return ms_numpy(initializer(parameter.init, parameter.shape, parameter.dtype).init_data())
 
 
 def open_streamed(config, ckpt_path, map_data, reason):

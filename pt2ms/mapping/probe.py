@@ -55,15 +55,16 @@ def _common_cell(bench, slots):
 
 # --- deciding ------------------------------------------------------------------------------------------
 
-def _decide(bench, members, levels, current):
+def _decide(bench, members, levels, current, waiting=()):
     """Try every candidate of a pattern on all its members; returns (label or None, {label: error}, where).
 
     A label only when the numbers separate the candidates: it alone within the tolerance, every other distinct
-    candidate at CLEAR_RATIO times the tolerance or more. Otherwise `where` says why, with the numbers."""
+    candidate at CLEAR_RATIO times the tolerance or more. Otherwise `where` says why, with the numbers.
+    `waiting`: cells holding entries still to be decided; a block around one of them is not tried (its wrong
+    guess would refuse every candidate, and a bigger block costs more: a whole LLM per candidate)."""
     labels = [label for label, _ in members[0].candidates]
     if any([label for label, _ in unit.candidates] != labels for unit in members):
         return None, {}, "its layers do not offer the same candidates"
-    tiers = members[0].tiers or [len(labels)]
     at = [0] * len(members)
     errors, where = {}, "no block"
     while True:
@@ -74,20 +75,63 @@ def _decide(bench, members, levels, current):
             return None, errors, f"no candidate agrees, up to {where} (best {_best(errors)})"
         chosen = [unit_levels[index] for unit_levels, index in zip(levels, at)]
         where = f"{chosen[0][0] or 'the whole model'} vs {chosen[0][1] or 'the whole model'}"
-        errors, distinct, done = {}, {}, 0
-        for end in tiers:
-            for index in range(done, end):
-                _score(bench, members, chosen, index, labels[index], errors, distinct)
-            done = end
-            bench.set_weights(current)
-            label, why = separated(errors, list(distinct.values()), bench.tolerance)
-            if label is not None:
-                return label, errors, where
-            if why:
-                unreached = len(set(errors.values())) == 1 and not any(cell for cell, _ in chosen)
-                return None, errors, f"at {where} the numbers do not separate them: {why}" + (
-                    " (its weights do not reach the outputs the models return)" if unreached else "")
+        held = next((cell for cell in waiting if _inside(cell, chosen[0][0])), None)
+        if held is not None:
+            return None, errors, f"{where} also holds {held}, not decided yet"
+        # Twins in blocks of their own (an LLM's layers): the first decides, the others confirm its winner,
+        # so a pattern costs one block run per candidate and one per twin, not one per candidate and twin.
+        alone = _apart([cell for cell, _ in chosen])
+        label, errors, why = _try(bench, members[:1] if alone else members, chosen[:1] if alone else chosen,
+                                  labels, current)
+        if alone and (why or label is not None and not _twins_agree(bench, members, chosen, label, current)):
+            label, errors, why = _try(bench, members, chosen, labels, current)  # the twins' worst decides
+        if label is not None:
+            return label, errors, where
+        if why:
+            unreached = len(set(errors.values())) == 1 and not any(cell for cell, _ in chosen)
+            return None, errors, f"at {where} the numbers do not separate them: {why}" + (
+                " (its weights do not reach the outputs the models return)" if unreached else "")
         at = [index + 1 for index in at]
+
+
+def _try(bench, members, chosen, labels, current):
+    """Score the candidates tier by tier on `chosen`; returns (label or None, {label: error}, why not)."""
+    errors, distinct, done = {}, {}, 0
+    label, why = None, ""
+    for end in members[0].tiers or [len(labels)]:
+        for index in range(done, end):
+            _score(bench, members, chosen, index, labels[index], errors, distinct)
+        done = end
+        bench.set_weights(current)
+        label, why = separated(errors, list(distinct.values()), bench.tolerance)
+        if label is not None or why:
+            break
+    return label, errors, why
+
+
+def _inside(cell, block):
+    return not block or cell == block or cell.startswith(block + ".")
+
+
+def _apart(cells):
+    """True when the cells are distinct blocks, none inside another (so each runs its own member alone)."""
+    return len(cells) > 1 and all(cells) and not any(
+        one == other or other.startswith(one + ".") for i, one in enumerate(cells) for other in cells[i + 1:])
+
+
+def _twins_agree(bench, members, chosen, label, current):
+    """Whether the candidate `label`, set into every member, agrees within tolerance in every member's block."""
+    index = [name for name, _ in members[0].candidates].index(label)
+    bench.set_weights({ms_name: bench.entry(*value) for unit in members
+                       for ms_name, value in unit.candidates[index][1].items()})
+    try:
+        for cell_path, module_path in chosen[1:]:
+            error = bench.error(cell_path, module_path)
+            if error is None or error > bench.tolerance:
+                return False
+        return True
+    finally:
+        bench.set_weights(current)
 
 
 def _best(errors):
@@ -195,10 +239,13 @@ def probe(config, matches, ms_rows, torch_rows, edits=None):
         left = []
         if sweep:
             bar.total += len(pending)
-        for members in pending:
+        # The first sweep keeps each pattern to blocks without other undecided entries; the second tries them all.
+        open_cells = [{bench.cell_path(slot) for unit in members for slot in unit.slots} for members in pending]
+        for position, members in enumerate(pending):
             members[:] = [refreshed(unit, by_name) for unit in members]
             unit_levels = [levels[(unit.kind, tuple(unit.slots))] for unit in members]
-            label, errors, where = _decide(bench, members, unit_levels, current)
+            waiting = () if sweep else set().union(*open_cells[:position], *open_cells[position + 1:])
+            label, errors, where = _decide(bench, members, unit_levels, current, waiting)
             if label is None and "do not separate" in where:  # a gate or layer scale may hide the path: open it
                 label, errors, where = _with_paths_open(bench, members, unit_levels, current, by_name, watched) \
                     or (label, errors, where)
@@ -209,6 +256,7 @@ def probe(config, matches, ms_rows, torch_rows, edits=None):
             if label is None:
                 left.append((members, errors, where))
                 continue
+            open_cells[position] = set()
             decided += sum(len(unit.slots) for unit in members)
             for unit in members:
                 choice = dict(unit.candidates)[label]

@@ -4,7 +4,7 @@ block (a candidate's values computed only when the block that holds them is read
 import contextlib
 import functools
 import math
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -60,6 +60,10 @@ class Bench:
         reads = {name: LazyTensor(np.dtype(self.dtypes[name]).name, tuple(parameter.shape),
                                   functools.partial(self._ms_value, name)) for name, parameter in self.params.items()}
         self.ms_weights = MsBlockWeights(self.net, reads)
+        # The PyTorch tensors last widened, up to one block's worth: scoring the candidates of a block rereads
+        # the same tensors (every other weight of the block) once per candidate.
+        self.recent, self.recent_bytes = OrderedDict(), 0
+        self.recent_cap = 4 * max((block.numel for block in self.ms_weights.blocks), default=0)
         self.blocks = [block for block in self.ms_weights.blocks if block.whole]  # "": the model is one block
         self.materialised = []  # the MindSpore blocks read while scoring (after the recorded passes)
         self.cell_of = {}
@@ -101,9 +105,26 @@ class Bench:
         tensor = self.tensors[name]
         if name in self.torch_values:
             return np.asarray(self.torch_values[name])
+        if name in self.recent:
+            self.recent.move_to_end(name)
+            return self.recent[name]
         array = tensor.read()
         values = as_float(array, tensor.dtype)
-        return array if values is None else values.astype(np.float32)
+        array = array if values is None else values.astype(np.float32, copy=False)
+        self._remember(name, array)
+        return array
+
+    def _remember(self, name, array):
+        """Keep `array` among the recent ones (read-only: a caller must not change what the next one reads),
+        dropping the oldest past one block's worth."""
+        if array.nbytes > self.recent_cap:
+            return
+        array.flags.writeable = False
+        self.recent[name] = array
+        self.recent_bytes += array.nbytes
+        while self.recent_bytes > self.recent_cap:
+            _, dropped = self.recent.popitem(last=False)
+            self.recent_bytes -= dropped.nbytes
 
     def value(self, torch_value, transform):
         names = [torch_value] if isinstance(torch_value, str) else list(torch_value)

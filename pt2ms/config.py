@@ -58,6 +58,7 @@ class VerifySection:
     inputs: list = field(default_factory=list)   # one InputSpec (or bare shape) per positional input
     seed: int = 0
     tolerance: float = 1e-4            # largest error allowed, relative to the largest output magnitude
+    #                                    (unset: by dtype, DEFAULT_TOLERANCES)
     dataset: str | None = None         # factory of a map-style dataset (__getitem__/__len__) to use instead
     dataset_kwargs: dict = field(default_factory=dict)
     dataset_inputs: int = 1            # how many leading fields of each sample the models take
@@ -116,6 +117,9 @@ MAX_INPUT_ELEMENTS = 2**31  # one [verify] input of more values would not fit in
 INT64 = 2**63
 INPUT_DTYPES = ("float32", "float16", "float64", "int64", "int32", "bool")  # what running.models.make_inputs makes
 COMPUTE_DTYPES = ("float32", "float16", "bfloat16", "float64")  # [verify] dtype
+# [verify] tolerance when the config sets none: two right implementations computing in float16 or bfloat16 part
+# by about a hundred roundings of 2**-11 or 2**-8 over a deep model, not float32's 1e-7.
+DEFAULT_TOLERANCES = {"float64": 1e-4, "float32": 1e-4, "float16": 2e-2, "bfloat16": 1e-1}
 TORCH_DEVICE = re.compile(r"cpu|cuda|cuda:\d{1,3}|mps")
 MS_DEVICE = re.compile(r"(CPU|GPU|Ascend)(:\d{1,3})?")
 
@@ -307,6 +311,8 @@ def load_config(path=None):
         home = base.parent if source.parent == BUNDLED_CONFIGS else base
         for key in set(("maps", "outputs")) - set(data.get("paths", {})):
             setattr(built["paths"], key, home / key)
+    if "tolerance" not in data.get("verify", {}):
+        built["verify"].tolerance = DEFAULT_TOLERANCES[built["verify"].dtype]
     if built["verify"].train is not None:
         built["verify"].train = _train_section(built["verify"].train, source)
     config = Config(name=name, source=source, **built)

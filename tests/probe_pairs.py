@@ -24,6 +24,10 @@ def llama_torch():
     return llm._hf_llama()
 
 
+def llama_keywords_torch():
+    return llm._hf_llama_keywords()
+
+
 def qwen2_torch():
     return llm._hf_qwen2()
 

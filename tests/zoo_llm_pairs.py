@@ -194,6 +194,15 @@ class _HFDecoderLayer(tnn.Module):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
+class _HFKeywordDecoderLayer(_HFDecoderLayer):
+    """transformers 5's LlamaDecoderLayer calls its attention by keyword (`self.self_attn(hidden_states=...)`),
+    so a forward hook sees no positional input there: the attention alone cannot be fed PyTorch's input."""
+
+    def forward(self, x, cos, sin, causal):
+        x = x + self.self_attn(x=self.input_layernorm(x), cos=cos, sin=sin, causal=causal)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
 class _HFModel(tnn.Module):
     def __init__(self, cfg):
         super().__init__()
@@ -224,11 +233,11 @@ class _HFForCausalLM(tnn.Module):
         return self.lm_head(self.model(ids))
 
 
-def _hf_family(prefix, attention=_HFAttention, mlp=_HFMLP):
+def _hf_family(prefix, attention=_HFAttention, mlp=_HFMLP, decoder=_HFDecoderLayer):
     """The HF classes of one model family, named as there (Llama*, Qwen2*): the matcher sees class names."""
     return {part: _named(f"{prefix}{part}")(type(f"{prefix}{part}", (base,), {}))
             for part, base in (("RMSNorm", _HFRMSNorm), ("RotaryEmbedding", _HFRotaryEmbedding),
-                               ("Attention", attention), ("MLP", mlp), ("DecoderLayer", _HFDecoderLayer),
+                               ("Attention", attention), ("MLP", mlp), ("DecoderLayer", decoder),
                                ("Model", _HFModel), ("ForCausalLM", _HFForCausalLM))}
 
 
@@ -239,6 +248,11 @@ _PHI3 = _hf_family("Phi3", attention=_HFFusedAttention, mlp=_HFFusedMLP)
 
 def _hf_llama(kv_heads=KV_HEADS):
     return _LLAMA["ForCausalLM"]({**_LLAMA, "kv_heads": kv_heads, "qkv_bias": False, "tie_word_embeddings": False})
+
+
+def _hf_llama_keywords():
+    family = _hf_family("Llama", decoder=_HFKeywordDecoderLayer)
+    return family["ForCausalLM"]({**family, "kv_heads": KV_HEADS, "qkv_bias": False, "tie_word_embeddings": False})
 
 
 def _hf_phi3(qkv_bias=False):

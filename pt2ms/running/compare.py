@@ -18,10 +18,18 @@ EXACT = 1e-6
 # long sum in another order. A layer fed PyTorch's own inputs that misses by more computes something else,
 # whatever the model's tolerance (a tanh GELU misses by about 1e-4).
 OP_TOLERANCE = 1e-5
+# In a coarser compute dtype ([verify] dtype) one operation costs about a rounding of its output: a few units of
+# its precision (float16 2**-11, bfloat16 2**-8), far above what float32's long sums cost.
+OP_TOLERANCES = {"float64": OP_TOLERANCE, "float32": OP_TOLERANCE, "float16": 4e-3, "bfloat16": 3e-2}
 TINY = 1e-12
 AGREEMENT = ("agree", "agree within float noise")
 # From best to worst: the verdict of several results is the worst of theirs.
 VERDICT_ORDER = ("agree", "agree within float noise", "not compared", "differ")
+
+
+def op_tolerance(dtype="float32"):
+    """What one operation may cost, relative to its output's scale, when both models compute in `dtype`."""
+    return OP_TOLERANCES.get(dtype, OP_TOLERANCE)
 
 
 def metrics(ms_value, torch_value):

@@ -45,8 +45,10 @@ class ForwardFailed(Exception):
 
 
 def first_line(error):
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
+    """An error's first line that says something (MindSpore opens with rules of dashes and "- ..." headings)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip().strip("-=").strip()]
+    telling = [line for line in lines if not line.startswith("- ")]
+    return (telling or lines or [type(error).__name__])[0]
 
 
 @dataclass

@@ -397,7 +397,8 @@ def verify(config, train=False, stream=False):
             load_notes.append("the two data pipelines gave different first batches; layer inputs will differ")
         try:
             rows, torch_rec = compare_pairs(model, net, first_torch, found["everything"], tolerance,
-                                            weights_for=streaming and streaming.weights_for)
+                                            weights_for=streaming and streaming.weights_for,
+                                            op_tolerance=compare.op_tolerance(config.verify.dtype))
         except ForwardFailed as failure:
             _failed(config, ckpt_path, batches, warnings, failure, "while recording layers")
         calls = torch_rec.calls
@@ -418,7 +419,7 @@ def verify(config, train=False, stream=False):
         "warnings": warnings,
         "tolerance": tolerance,
         "exact_threshold": compare.EXACT,
-        "op_tolerance": compare.OP_TOLERANCE,
+        "op_tolerance": compare.op_tolerance(config.verify.dtype),
         "torch_checkpoint": str(config.torch.checkpoint),
         "mindspore_checkpoint": str(ckpt_path),
         "batches": len(batches),

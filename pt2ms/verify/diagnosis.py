@@ -113,7 +113,7 @@ def _in_layer(row, settings):
     sentence = f"{_name(row)} computes something else" + (f": {settings_words(found)}." if found else
                                                           f": {why}." if other_op else ".")
     text = (f"The models part at {_name(row)}: fed the same inputs as PyTorch, its output differs "
-            f"({error_words(own)}), more than one float32 operation costs ({compare.OP_TOLERANCE:g}). "
+            f"({error_words(own)}), more than one operation costs ({own.get('allowed', compare.OP_TOLERANCE):g}). "
             f"This layer computes something else: {why}.")
     return {"kind": "in layer", "torch": row["torch"], "mindspore": row["mindspore"], "error": _magnitude(own),
             "settings": found, "sentence": sentence, "text": text}
@@ -415,12 +415,14 @@ def first_divergence(found, rows, settings_differ, outputs_differ, mismatch=None
     # models still agree.
     if outputs_differ and any(row["verdict"] == "differ" for row in unit_rows):
         first = next(row for row in unit_rows if row["verdict"] == "differ")
-        worst = max((_magnitude(r["isolated"]) for r in unit_rows if r.get("isolated", {}).get("compared")), default=0.0)
-        sentence = "Every layer agrees when fed PyTorch's inputs; float32 rounding grows with depth."
+        isolated = [r["isolated"] for r in unit_rows if r.get("isolated", {}).get("compared")]
+        worst = max((_magnitude(metric) for metric in isolated), default=0.0)
+        allowed = max((metric.get("allowed", compare.OP_TOLERANCE) for metric in isolated), default=compare.OP_TOLERANCE)
+        sentence = "Every layer agrees when fed PyTorch's inputs; rounding grows with depth."
         text = (f"No single place computes differently: errors grow gradually and first leave tolerance at "
                 f"{_name(first)} ({error_words(first)}), while every layer, with or without parameters, agrees alone "
-                f"to float32 noise (largest isolated error {worst:.2e}, at most {compare.OP_TOLERANCE:g} allowed). "
-                "This is float32 rounding accumulated over depth.")
+                f"to rounding noise (largest isolated error {worst:.2e}, at most {allowed:g} allowed). "
+                "This is rounding accumulated over depth.")
         return _with_after({"kind": "accumulated", "torch": first["torch"], "mindspore": first["mindspore"],
                             "error": 0.0, "sentence": sentence, "text": text}, rows)
     if outputs_differ:

@@ -2,7 +2,7 @@
 
 A pair's row holds its output error in the full run, the error of the inputs it was handed, and its error
 *isolated*: the MindSpore cell fed the inputs its PyTorch partner saw. Layers are judged in isolation
-against what one float32 operation costs (compare.OP_TOLERANCE), blocks against the model's tolerance.
+against what one operation costs (compare.op_tolerance of the compute dtype), blocks against the model's tolerance.
 PyTorch's recording also follows the data, so each row knows which paired layers produced its inputs
 (`from`), through which functional calls and unpaired modules (`through`), and which consume its output.
 """
@@ -80,11 +80,11 @@ def _isolated(cell, torch_record, judged_by):
         return {"compared": 0, "verdict": "not compared",
                 "note": "the cell does not take the PyTorch module's inputs"}, None
     metric = layer_metric(alone, torch_record.output)
-    metric["verdict"] = compare.verdict(metric, judged_by)
+    metric["verdict"], metric["allowed"] = compare.verdict(metric, judged_by), judged_by
     return metric, alone
 
 
-def _carried_activation(row, rows, alone, records, cells):
+def _carried_activation(row, rows, alone, records, cells, op_tolerance):
     """Where PyTorch's layer ends with a module the port runs as its own layer after it (timm's BatchNormAct2d
     ends with its act; the port has BatchNorm2d, then an activation): that layer's partner run on this cell's
     isolated output, compared with PyTorch's output: {"after": cell, metric}, or None."""
@@ -99,7 +99,7 @@ def _carried_activation(row, rows, alone, records, cells):
         composed = run_ms_cell(cells[inner["mindspore"]], alone)
         if composed is not None:
             metric = layer_metric(composed, output)
-            return {"after": inner["mindspore"], **metric, "verdict": compare.verdict(metric, compare.OP_TOLERANCE)}
+            return {"after": inner["mindspore"], **metric, "verdict": compare.verdict(metric, op_tolerance)}
     return None
 
 
@@ -114,12 +114,14 @@ def _swap_trials(cell, torch_record, tolerance):
     return trials
 
 
-def compare_pairs(model, net, inputs, pairs, tolerance, isolate=True, weights_for=None):
+def compare_pairs(model, net, inputs, pairs, tolerance, isolate=True, weights_for=None,
+                  op_tolerance=compare.OP_TOLERANCE):
     """Rows for [(cell, module, kind)] in PyTorch execution order (kind: layer, parameter-free, block),
     and PyTorch's recording (order, functional calls between layers).
 
     weights_for: for a model streamed block by block (pt2ms/verify/streamed.py), cell path -> a context in
-    which that cell has its weights while it runs alone; None when the whole model holds them."""
+    which that cell has its weights while it runs alone; None when the whole model holds them.
+    op_tolerance: what a layer run alone may miss by (compare.op_tolerance of the compute dtype)."""
     modules, cells = dict(model.named_modules()), dict(net.cells_and_names())
     hold = weights_for or (lambda _cell: contextlib.nullcontext())
     units = {module for _, module, what in pairs if what != "block"}
@@ -143,12 +145,12 @@ def compare_pairs(model, net, inputs, pairs, tolerance, isolate=True, weights_fo
             if isolate:
                 with hold(cell):
                     row["isolated"], alone[module] = _isolated(cells[cell], torch_record,
-                                                               tolerance if what == "block" else compare.OP_TOLERANCE)
+                                                               tolerance if what == "block" else op_tolerance)
         rows.append(row)
     for row in rows:
         if row["kind"] != "block" and row.get("isolated", {}).get("verdict") == "differ" and alone.get(row["torch"]):
             with hold(row["mindspore"]):
-                carried = _carried_activation(row, rows, alone[row["torch"]], torch_rec.records, cells)
+                carried = _carried_activation(row, rows, alone[row["torch"]], torch_rec.records, cells, op_tolerance)
             if carried:
                 row["carried"] = carried
     _mark_boundaries(rows)

@@ -466,6 +466,23 @@ def test_the_probe_reads_only_the_blocks_it_probes(tmp_path):
     assert summary["probe"]["decided"] and summary["probe"]["blocks_read"] == ["model.layers.0", "model.layers.1"]
 
 
+def test_an_llm_probe_stays_in_the_decoder_layer_when_its_attention_cannot_run_alone(tmp_path):
+    """transformers 5 calls the attention by keyword, so `w_qkv` is scored on the decoder layer, which also holds
+    `w_gate_hidden`, undecided: the first sweep waits for it rather than scoring every `w_qkv` candidate on the
+    whole model (before: the embedding and head read once per candidate; at 3B, 40 minutes and more). The
+    twins confirm the first layer's winner: one block run each, not one per candidate."""
+    from pt2ms.stages.build_map import build_map
+
+    config, model, _ = _project(tmp_path, "llama_keywords", "llama_mindformers")
+    assert run_script("1_show.py", "--config", str(config))[0] == 0
+    summary = build_map(load_config(config))
+    found = {item.ms_name: item for item in summary["matches"]}
+    qkv = found["model.layers.1.attention.w_qkv.weight"]
+    assert qkv.method == "probed" and "at model.layers.0 vs model.layers.0 and its 1 twins" in qkv.note, qkv.note
+    assert found["model.layers.1.feed_forward.w_gate_hidden.weight"].method == "probed"
+    assert summary["probe"]["blocks_read"] == ["model.layers.0", "model.layers.1"]
+
+
 def test_pytorch_tensors_set_in_place_of_the_files_reach_the_recorded_pass_and_come_back(tmp_path):
     """The models are built empty, so a decision that must change PyTorch weights (a gate opened) sets them on
     the Bench, which reads them instead of the file's while they are set."""

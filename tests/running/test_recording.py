@@ -52,3 +52,15 @@ def test_a_cell_runs_alone_with_temporary_weights():
         np.testing.assert_allclose(out, x @ weight.T)
     np.testing.assert_array_equal(net.first.weight.asnumpy(), before)
     assert run_ms_cell(net.first, [np.ones((1, 5), np.float32)]) is None
+
+
+def test_first_line_skips_mindspores_rules_and_headings():
+    from pt2ms.running.recording import first_line
+
+    # The opening of a kernel-select TypeError as MindSpore 2.10 raises it on CPU (a bfloat16 Conv2D).
+    message = ("\n----------------------------------------------------\n- Kernel select failed:\n"
+               "----------------------------------------------------\nSelect CPU operator[Conv2D] fail! Unsupported "
+               "data type!\nThe supported data types are input[Float32 Float32], output[Float32]\n")
+    assert first_line(TypeError(message)) == "Select CPU operator[Conv2D] fail! Unsupported data type!"
+    assert first_line(ValueError("shapes differ\nmore")) == "shapes differ"
+    assert first_line(RuntimeError("")) == "RuntimeError"

@@ -49,8 +49,19 @@ def _read_int(path):
     return None if text == "max" else int(text)
 
 
+def _file_cache(stat_path, keys):
+    """Page cache charged to a cgroup (memory.stat): the kernel drops it before it kills anything, so a block
+    read from the files does not count it against the limit (a checkpoint just read or written fills it)."""
+    try:
+        fields = dict(line.split() for line in Path(stat_path).read_text().splitlines() if line.count(" ") == 1)
+    except (OSError, ValueError):
+        return 0
+    return next((int(fields[key]) for key in keys if key in fields), 0)
+
+
 def cgroup_memory(proc_cgroup="/proc/self/cgroup", root="/sys/fs/cgroup"):
-    """(limit, usage) in bytes of the memory cgroup this process is in, or None when it sets no limit."""
+    """(limit, usage) in bytes of the memory cgroup this process is in, or None when it sets no limit. Usage
+    leaves out the page cache (file-backed pages, reclaimable)."""
     try:
         lines = Path(proc_cgroup).read_text().splitlines()
     except OSError:
@@ -60,17 +71,19 @@ def cgroup_memory(proc_cgroup="/proc/self/cgroup", root="/sys/fs/cgroup"):
         if "memory" in controllers.split(","):  # v1
             folder = Path(root) / "memory" / path.lstrip("/")
             limit, usage = _read_int(folder / "memory.limit_in_bytes"), _read_int(folder / "memory.usage_in_bytes")
+            cache = _file_cache(folder / "memory.stat", ("total_cache", "cache"))
             break
         if controllers == "":  # v2: one unified hierarchy
             folder = Path(root) / path.lstrip("/")
             limit, usage = _read_int(folder / "memory.max"), _read_int(folder / "memory.current")
+            cache = _file_cache(folder / "memory.stat", ("file",))
             if limit is not None:
                 break
     else:
         return None
     if limit is None or usage is None or limit >= 1 << 60:  # "no limit" reads as max or as about 2**63
         return None
-    return limit, usage
+    return limit, max(0, usage - cache)
 
 
 def system_available(meminfo="/proc/meminfo"):

@@ -52,6 +52,23 @@ def test_cgroup_v1_and_v2_limits_are_read(tmp_path):
     assert cgroup_memory(tmp_path / "missing", tmp_path) is None
 
 
+def test_page_cache_charged_to_the_cgroup_is_not_counted_as_used(tmp_path):
+    """A checkpoint just written fills the cgroup with page cache the kernel reclaims: stage 4 after stage 3 at
+    3B, under a 6 GiB limit, was refused with "0.6 GB left" when 5.8 GB of the usage was cache."""
+    (tmp_path / "memory" / "job").mkdir(parents=True)
+    (tmp_path / "memory" / "job" / "memory.limit_in_bytes").write_text("6000\n")
+    (tmp_path / "memory" / "job" / "memory.usage_in_bytes").write_text("5800\n")
+    (tmp_path / "memory" / "job" / "memory.stat").write_text("cache 5000\nrss 400\ntotal_cache 5300\ntotal_rss 500\n")
+    (tmp_path / "v1").write_text("4:memory:/job\n")
+    assert cgroup_memory(tmp_path / "v1", tmp_path) == (6000, 500)
+    (tmp_path / "u").mkdir()
+    (tmp_path / "u" / "memory.max").write_text("6000\n")
+    (tmp_path / "u" / "memory.current").write_text("5800\n")
+    (tmp_path / "u" / "memory.stat").write_text("anon 700\nfile 5100\nkernel 0\n")
+    (tmp_path / "v2").write_text("0::/u\n")
+    assert cgroup_memory(tmp_path / "v2", tmp_path) == (6000, 700)
+
+
 def test_available_is_at_most_the_machines():
     free, where = available_bytes()
     assert 0 < free <= system_available() and where

@@ -68,7 +68,7 @@ def _decide(bench, members, levels, current, waiting=()):
     at = [0] * len(members)
     errors, where = {}, "no block"
     while True:
-        at = [bench.next_comparable(unit_levels, index) for unit_levels, index in zip(levels, at)]
+        at = _next_levels(bench, levels, at)
         if any(index is None for index in at):
             if not errors:
                 return None, errors, "no block around it runs on both sides"
@@ -92,6 +92,17 @@ def _decide(bench, members, levels, current, waiting=()):
             return None, errors, f"at {where} the numbers do not separate them: {why}" + (
                 " (its weights do not reach the outputs the models return)" if unreached else "")
         at = [index + 1 for index in at]
+
+
+def _next_levels(bench, levels, at):
+    """Each member's next level from `at` that runs on both sides. Twins in blocks of their own (an LLM's
+    layers, their levels parallel) take the first member's: checking each would run every layer once per
+    level, and a twin that does not run there refuses the winner (_twins_agree), so all are then checked."""
+    first = bench.next_comparable(levels[0], at[0])
+    if first is not None and len(set(at)) == 1 and len({len(unit_levels) for unit_levels in levels}) == 1 \
+            and _apart([unit_levels[first][0] for unit_levels in levels]):
+        return [first] * len(levels)
+    return [first] + [bench.next_comparable(unit_levels, index) for unit_levels, index in zip(levels[1:], at[1:])]
 
 
 def _try(bench, members, chosen, labels, current):

@@ -473,7 +473,7 @@ def test_an_llm_probe_stays_in_the_decoder_layer_when_its_attention_cannot_run_a
     twins confirm the first layer's winner: one block run each, not one per candidate."""
     from pt2ms.stages.build_map import build_map
 
-    config, model, _ = _project(tmp_path, "llama_keywords", "llama_mindformers")
+    config, model, state = _project(tmp_path, "llama_keywords", "llama_mindformers")
     assert run_script("1_show.py", "--config", str(config))[0] == 0
     summary = build_map(load_config(config))
     found = {item.ms_name: item for item in summary["matches"]}
@@ -481,6 +481,13 @@ def test_an_llm_probe_stays_in_the_decoder_layer_when_its_attention_cannot_run_a
     assert qkv.method == "probed" and "at model.layers.0 vs model.layers.0 and its 1 twins" in qkv.note, qkv.note
     assert found["model.layers.1.feed_forward.w_gate_hidden.weight"].method == "probed"
     assert summary["probe"]["blocks_read"] == ["model.layers.0", "model.layers.1"]
+    # Stage 4 agrees, and the attention called by keyword is compared by its output, not called "differ"
+    # for inputs its hooks never saw (the 3B report had 29 such rows in an agreeing run).
+    _stages_3_4_and_back(config, state)
+    report = json.loads((config.parent / "outputs" / config.stem / "verify.json").read_text())
+    attention = next(row for row in report["layers"] if row["torch"] == "model.layers.0.self_attn")
+    assert attention["inputs"]["note"] == "inputs passed by keyword: not recorded"
+    assert [row["torch"] for row in report["layers"] if row["verdict"] == "differ"] == []
 
 
 def test_pytorch_tensors_set_in_place_of_the_files_reach_the_recorded_pass_and_come_back(tmp_path):

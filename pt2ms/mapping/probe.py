@@ -295,7 +295,8 @@ def probe(config, matches, ms_rows, torch_rows, edits=None):
                 extras[ms_name] = _record(unit, errors, None)
     summary = {"decided": decided, "undecided": undecided, "units": len(units), "patterns": len(patterns),
                "hand_edits": _check_edits(bench, edit_units, by_name, current, levels, bar),
-               "blocks_read": sorted(set(bench.materialised)), "block_runs": len(bench.materialised), "seconds": time.perf_counter() - started}
+               "blocks_read": sorted(set(bench.materialised)), "block_runs": len(bench.materialised),
+               "seconds": time.perf_counter() - started}
     bar.close()
     return [by_name[item.ms_name] for item in matches], extras, summary
 

@@ -443,6 +443,9 @@ def test_a_block_with_a_layer_set_up_differently_is_not_blamed_on_the_map():
     rows = [_block("blk", 0.7), _unit("blk.fc", 1e-2, 1e-7), _unit("blk.bn", 1e-2, 1e-7)]
     found = causes(rows, [], [], [], links, [("blk", "normalize(dim=-1)")], 1e-4)
     assert [cause["kind"] for cause in found] == ["inline"] and "`normalize(dim=-1)`" in found[0]["sentence"]
+    # No recorded path places the call: the block's own layers stand in for the layers around it.
+    assert "settings of the layers around it: in the block `blk.fc` (Linear; MindSpore `blk.fc`, Dense): no settings " \
+           "to compare; `blk.bn`" in found[0]["sentence"]
     rows[0]["swaps"] = [{"layers": ["blk.fc", "blk.other"], "relative": 2e-7, "verdict": "agree"}]
     found = causes(rows, [], [], [], links, [], 1e-4)
     assert [(cause["kind"], cause.get("entries")) for cause in found] == [("map", ["blk.fc.weight"])]

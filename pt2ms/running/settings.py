@@ -268,17 +268,20 @@ def differences(ms, torch):
     return found
 
 
-def paired_differences(pairs, modules, cells, sizes=None):
-    """Settings that differ, for [(cell, module)] pairs: one dict per setting, in the order of `pairs`.
+def paired_settings(pairs, modules, cells, sizes=None):
+    """For [(cell, module)] pairs: (the settings that differ, one dict per setting in the order of `pairs`;
+    {module path: {setting: value}} of those both layers state alike, which stage 4 names around a block's
+    inline code).
 
     sizes: {module path: its input's spatial dims} from a recorded pass; both layers are fed alike.
     """
-    found, sizes = [], sizes or {}
+    found, alike, sizes = [], {}, sizes or {}
     for cell, module in pairs:
         size = sizes.get(module)
-        for key, ms_value, torch_value in differences(ms_settings(cells[cell], size),
-                                                      torch_settings(modules[module], size)):
+        ms, torch = ms_settings(cells[cell], size), torch_settings(modules[module], size)
+        alike[module] = {key: value for key, value in torch.items() if key in ms and ms[key] == value}
+        for key, ms_value, torch_value in differences(ms, torch):
             found.append({"torch": module, "mindspore": cell, "torch_type": type(modules[module]).__name__,
                           "mindspore_type": type(cells[cell]).__name__, "setting": key,
                           "mindspore_value": ms_value, "torch_value": torch_value})
-    return found
+    return found, alike

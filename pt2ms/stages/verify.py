@@ -19,7 +19,7 @@ from pt2ms.mapping.mapfile import read_map
 from pt2ms.running import compare
 from pt2ms.running.models import cast_summary, cast_torch, load_ms, load_torch, make_inputs
 from pt2ms.running.recording import ForwardFailed, first_line, is_array, ms_numpy, record_ms, record_torch, torch_numpy
-from pt2ms.running.settings import paired_differences
+from pt2ms.running.settings import paired_settings
 from pt2ms.verify import streamed
 from pt2ms.verify.diagnosis import causes, first_divergence, numbers_differ, output_mismatch, setting_effects
 from pt2ms.verify.layer_compare import BOUNDARY, compare_pairs
@@ -173,8 +173,9 @@ def pair_everything(model, net, links, torch_rec, ms_rec):
                  [(c, m, "block") for c, m in blocks]
     # Spatial sizes: what MindSpore's pad_mode='same' pads at stride > 1 depends on them.
     sizes = {name: tuple(shape[2:]) for name, shape in torch_rec.shapes.items() if len(shape) > 2}
+    settings_differ, settings_alike = paired_settings(pairs + free, modules, cells, sizes)
     return {"pairs": pairs, "everything": everything, "flows": flows, "free": free, "blocks": blocks,
-            "settings_differ": paired_differences(pairs + free, modules, cells, sizes), "map_problems": map_problems,
+            "settings_differ": settings_differ, "settings_alike": settings_alike, "map_problems": map_problems,
             "order_problems": moved_operations(moved, torch_order, ms_order, pairs)}
 
 
@@ -411,7 +412,8 @@ def verify(config, train=False, stream=False):
     order_problems = found["order_problems"] if numeric else []
     unconfirmed = [] if numeric else [problem["text"] for problem in found["map_problems"] + found["order_problems"]]
     # Without layers only a setting can be named (settings are read without running anything).
-    candidates = causes(rows, settings_differ, map_problems, order_problems, links, calls, tolerance) \
+    candidates = causes(rows, settings_differ, map_problems, order_problems, links, calls, tolerance,
+                        found["settings_alike"]) \
         if config.verify.layers else causes([], settings_differ, [], [], links, [], tolerance)
     result = {
         "name": config.name,

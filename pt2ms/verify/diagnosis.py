@@ -12,7 +12,8 @@ Candidate causes, from most to least certain:
   inline         a block differs alone while every paired layer inside it agrees alone, none is set up
                  differently, and no swap of its same-shaped layers (stage 4 tries each) makes it agree: its
                  code between its layers computes something else; the functional calls recorded there are
-                 named; the map only when a swap makes the block agree;
+                 named, with the settings of the layers just before and after that code on both sides; the
+                 map only when a swap makes the block agree;
   in block       a block differs alone far more than its paired layers do while one of them differs alone or is
                  set up differently: said as "not sure", with the candidates; ranked after layers;
   outputs        the models return other outputs (count, names, nesting) while those both give agree: the
@@ -136,10 +137,11 @@ def _between(row):
             "error": _magnitude(row["inputs"]), "between": through, "sentence": sentence, "text": text}
 
 
-def _in_block(row, rows, links, calls, settings):
+def _in_block(row, rows, links, calls, settings, around=None):
     """A block that differs alone far more than its layers do: the map only where swapping two of its
     same-shaped layers makes it agree (stage 4 tried each, row["swaps"]); with every layer agreeing alone and
-    none set up differently, its inline code; else "not sure", with the candidates."""
+    none set up differently, its inline code; else "not sure", with the candidates. around: (every setting that
+    differs by PyTorch layer, whatever its effect; the settings both sides state alike), for inline code."""
     prefix_torch, prefix_ms = row["torch"] + ".", row["mindspore"] + "."
     children = [r for r in rows if r["kind"] != "block" and r["torch"].startswith(prefix_torch)]
     worst_child = max((_magnitude(r["isolated"]) for r in children
@@ -160,7 +162,7 @@ def _in_block(row, rows, links, calls, settings):
     if fixing:
         return _swap_cause(row, fixing[0], inside, evidence, own)
     if not differing and not set_apart:
-        return _inline_cause(row, children, ops, swaps, evidence, own)
+        return _inline_cause(row, children, ops, swaps, evidence, own, _around(row, rows, children, ops, around))
     # A layer inside computes something else or is set up differently: that layer is named on its own; here
     # the candidates, most likely first.
     named = ", ".join(f"`{op}`" for op in ops) if ops else "operations written inline in its forward()/construct()"
@@ -190,8 +192,9 @@ def _swap_cause(row, swap, inside, evidence, own):
             "entries": [link["ms"] for link in entries], "swap": swap, "sentence": sentence, "text": text}
 
 
-def _inline_cause(row, children, ops, swaps, evidence, own):
-    """The block's code between its layers: every layer agrees alone, none is set up differently, no swap helps."""
+def _inline_cause(row, children, ops, swaps, evidence, own, around):
+    """The block's code between its layers: every layer agrees alone, none is set up differently, no swap helps.
+    `around` (_around) names the settings of the layers on either side of that code."""
     calls = ", ".join(f"`{op}`" for op in ops[:8]) if ops else None
     layers = ", ".join(f"`{r['torch']}` ({r['torch_type']})" for r in children[:6])
     where = f"PyTorch calls {calls} there" if calls else "the recording names no functional call there (arithmetic, " \
@@ -203,13 +206,68 @@ def _inline_cause(row, children, ops, swaps, evidence, own):
                  "at fault")
     else:
         tried = "no two layers in it have one shape, so no map entry can pair them crosswise"
+    settings = around_words(around)
     sentence = (f"The inline code of `{row['torch']}` between its layers computes something else: {where}; every layer "
-                f"in it agrees alone.")
+                f"in it agrees alone" + (f"; settings of the layers around it: {settings}." if settings else "."))
     text = (f"{evidence} Every paired layer in it ({layers}) agrees alone and none is set up differently; {tried}. "
             f"The difference is in the block's own code between its layers (forward() against construct()): {where}. "
-            "Compare them (a normalisation, a scale, a reshape or an activation written inline on one side only).")
+            + (f"Settings of the layers around that code: {settings}. " if settings else "")
+            + "Compare them (a normalisation, a scale, a reshape or an activation written inline on one side only).")
     return {"kind": "inline", "torch": row["torch"], "mindspore": row["mindspore"], "torch_type": row["torch_type"],
-            "error": own, "between": ops, "sentence": sentence, "text": text}
+            "error": own, "between": ops, "around": around, "sentence": sentence, "text": text}
+
+
+def _around(row, rows, children, ops, around):
+    """The layers just before and after a block's inline code, with their settings on both sides: after it, the
+    layers whose input path holds the recorded calls (in the block, else fed by it); before it, what feeds those
+    (the last unpaired module on the path, and the paired producers). Without a recorded call the code cannot
+    be placed: the block's own layers stand in. [{"torch", "mindspore", "types", "side", "differ", "alike"}]."""
+    differ, alike = around or ({}, {})
+    by_torch = {r["torch"]: r for r in rows if r["kind"] != "block"}
+    inside = {r["torch"] for r in children}
+    placed = [r for r in rows if r["kind"] != "block" and set(ops) & set(r.get("through", []))
+              and (r["torch"] in inside or inside & set(r.get("from", [])))]
+    after = [r for r in placed if r["torch"] in inside] or placed
+    found = []
+    if not after:
+        found = [("in it", r["torch"], r) for r in children[:6]]
+    for layer in after[:2]:
+        steps = layer.get("through", [])
+        first_call = next(index for index, step in enumerate(steps) if step in ops)
+        unpaired = [step for step in steps[:first_call] if step not in ops and step.endswith(")") and " (" in step]
+        if unpaired:
+            found.append(("before", unpaired[-1].split(" (")[0], None))
+        found += [("before", name, by_torch.get(name)) for name in layer.get("from", []) if name not in ("input", "?")]
+        found.append(("after", layer["torch"], layer))
+    unique = list({name: (side, name, r) for side, name, r in found}.values())
+    return [{"torch": name, "mindspore": r["mindspore"] if r else None,
+             "types": [r["torch_type"], r["mindspore_type"]] if r else [],
+             "side": side, "differ": differ.get(name, []), "alike": alike.get(name, {}) if r else {}}
+            for side, name, r in unique]
+
+
+SIDE_WORDS = {"before": "before it", "after": "after it", "in it": "in the block"}
+EFFECT_SHORT = {"training": " (training only)", "equivalent": " (equivalent here)", "changes": ""}
+
+
+def around_words(around):
+    """'before it `a` (LayerNorm; MindSpore `a`, LayerNorm): the same on both sides (eps 1e-05)' for each layer."""
+    parts, side_named = [], None
+    for layer in around:
+        if layer["mindspore"] is None:
+            what = f"`{layer['torch']}` (PyTorch's only: not paired one to one, its settings not compared)"
+        else:
+            torch_type, ms_type = layer["types"]
+            what = f"`{layer['torch']}` ({torch_type}; MindSpore `{layer['mindspore']}`, {ms_type})"
+            differ = "; ".join(settings_words([item]) + EFFECT_SHORT.get(item.get("effect", "changes"), "")
+                               for item in layer["differ"])
+            same = ", ".join(f"{SETTING_WORDS.get(key, key)} {value!r}" for key, value in layer["alike"].items())
+            what += (f": {differ}" + (f"; the same on both sides: {same}" if same else "") if differ else
+                     f": the same on both sides ({same})" if same else ": no settings to compare")
+        lead = f"{SIDE_WORDS[layer['side']]} " if layer["side"] != side_named else ""
+        side_named = layer["side"]
+        parts.append(lead + what)
+    return "; ".join(parts)
 
 
 def _inner_differs(row, rows):
@@ -320,12 +378,14 @@ def _toml_list(keys):
     return "[" + ", ".join(f'"{key}"' if isinstance(key, str) else str(key) for key in keys) + "]"
 
 
-def causes(rows, settings_differ, map_problems, order_problems, links, calls, tolerance):
+def causes(rows, settings_differ, map_problems, order_problems, links, calls, tolerance, settings_alike=None):
     """Every candidate cause found, as dicts with kind, torch, mindspore, error, sentence and text. Only the
-    settings whose effect is "changes" (setting_effects) can be named on a layer."""
+    settings whose effect is "changes" (setting_effects) can be named on a layer; settings_alike
+    (running.settings.paired_settings) lets inline code name the settings around it that match."""
     by_torch = {row["torch"]: row for row in rows if row["kind"] != "block"}
-    settings = {}
+    settings, every = {}, {}
     for item in settings_differ:
+        every.setdefault(item["torch"], []).append(item)
         if item.get("effect", "changes") == "changes":
             settings.setdefault(item["torch"], []).append(item)
     found, previous = [], None
@@ -337,7 +397,7 @@ def causes(rows, settings_differ, map_problems, order_problems, links, calls, to
             previous, before = row, previous
         if row["kind"] == "block":
             if isolated.get("verdict") == "differ":
-                block = _in_block(row, rows, links, calls, settings)
+                block = _in_block(row, rows, links, calls, settings, (every, settings_alike or {}))
                 found += [block] if block else []
             continue
         if own_error_differs(row, tolerance):

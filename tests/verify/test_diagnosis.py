@@ -443,10 +443,32 @@ def test_a_block_with_a_layer_set_up_differently_is_not_blamed_on_the_map():
     rows = [_block("blk", 0.7), _unit("blk.fc", 1e-2, 1e-7), _unit("blk.bn", 1e-2, 1e-7)]
     found = causes(rows, [], [], [], links, [("blk", "normalize(dim=-1)")], 1e-4)
     assert [cause["kind"] for cause in found] == ["inline"] and "`normalize(dim=-1)`" in found[0]["sentence"]
+    # No recorded path places the call: the block's own layers stand in for the layers around it.
+    assert "settings of the layers around it: in the block `blk.fc` (Linear; MindSpore `blk.fc`, Dense): no settings " \
+           "to compare; `blk.bn`" in found[0]["sentence"]
     rows[0]["swaps"] = [{"layers": ["blk.fc", "blk.other"], "relative": 2e-7, "verdict": "agree"}]
     found = causes(rows, [], [], [], links, [], 1e-4)
     assert [(cause["kind"], cause.get("entries")) for cause in found] == [("map", ["blk.fc.weight"])]
     assert "2.00e-07" in found[0]["sentence"]
+
+
+def test_inline_code_names_the_settings_of_the_layers_around_it_on_both_sides():
+    from pt2ms.verify.diagnosis import causes
+
+    # blk.b's input path holds the inline call: blk.a (fed by pre) is before the code, blk.b after it. blk.a's
+    # eps differs but it agrees alone (equivalent here, so the block is still the inline code's); blk.b matches.
+    rows = [_unit("pre", 1e-7, 1e-7), _block("blk", 0.7), {**_unit("blk.a", 1e-7, 1e-7), "from": ["pre"]},
+            {**_unit("blk.b", 1e-2, 1e-7), "from": ["blk.a"], "through": ["normalize(dim=-1)"]}]
+    settings = [{"torch": "blk.a", "mindspore": "blk.a", "torch_type": "Linear", "mindspore_type": "Dense",
+                 "setting": "eps", "mindspore_value": 1e-5, "torch_value": 1e-3, "effect": "equivalent"}]
+    found = causes(rows, settings, [], [], [], [("blk", "normalize(dim=-1)")], 1e-4,
+                   {"blk.a": {"bias": True}, "blk.b": {"bias": False}})
+    inline = next(cause for cause in found if cause["kind"] == "inline")
+    assert [(layer["side"], layer["torch"]) for layer in inline["around"]] == [("before", "blk.a"), ("after", "blk.b")]
+    assert ("settings of the layers around it: before it `blk.a` (Linear; MindSpore `blk.a`, Dense): epsilon (eps): "
+            "MindSpore 1e-05, PyTorch 0.001 (equivalent here); the same on both sides: bias True; after it `blk.b` "
+            "(Linear; MindSpore `blk.b`, Dense): the same on both sides (bias False).") in inline["sentence"]
+    assert "Settings of the layers around that code: before it `blk.a`" in inline["text"]
 
 
 def test_a_block_nobody_can_explain_ranks_after_a_layer_that_differs_alone():

@@ -57,6 +57,15 @@ def test_attention_normalised_inline_is_named_as_the_blocks_inline_code_not_the_
     assert (detail["kind"], detail["torch"]) == ("inline", "blocks.0.attn"), run.report["cause"]
     assert "normalize(" in run.report["cause"] and "inline" in run.report["cause"]
     assert "map" not in run.report["cause"]
+    # The layers around that code, with their settings on both sides: norm1 and the fused qkv feed it (qkv is
+    # split in the map, so not paired one to one), proj takes its result.
+    sides = {layer["torch"]: layer["side"] for layer in detail["around"]}
+    assert sides == {"blocks.0.norm1": "before", "blocks.0.attn.qkv": "before", "blocks.0.attn.proj": "after"}
+    assert "settings of the layers around it: before it" in run.report["cause"]
+    assert "`blocks.0.norm1` (LayerNorm; MindSpore `blocks.0.norm1`, LayerNorm): the same on both sides " \
+           "(epsilon (eps) 1e-05" in run.report["cause"]
+    assert "after it `blocks.0.attn.proj` (Linear; MindSpore `blocks.0.attn.proj`, Dense): the same on both " \
+           "sides (bias True)" in run.report["first_divergence"]
     # Stage 4 tried the swaps itself: none of the same-shaped layers swapped makes the block agree.
     swaps = row(run.report, "blocks.0.attn")["swaps"]
     assert swaps and all(swap["verdict"] == "differ" for swap in swaps)

@@ -3,7 +3,8 @@ diagnosis (tests/verify/test_unseen_pairs.py). Importable by configs as tests.un
 
 - a timm-style net whose BatchNorm carries its activation (BatchNormAct2d) and a squeeze-excite block (timm's
   SqueezeExcite: mean, conv_reduce, act, conv_expand, sigmoid gate), against a port with BatchNorm2d and a
-  separate activation; `se_act` plants the SE activation that differs (ReLU vs SiLU);
+  separate activation; `se_act` plants the SE activation that differs (ReLU vs SiLU); `act="swish"` makes that
+  activation MindCV's Swish (x times a Sigmoid cell of its own);
 - an attention whose q and k are normalised inline in forward (F.normalize, a fixed logit scale: cosine
   attention), against a port without it, in every block;
 - a transformer block (LayerNorm, Mlp with nn.GELU) against a port that keeps MindSpore's GELU default (tanh)
@@ -46,16 +47,24 @@ class TorchSqueezeExcite(nn.Module):
 
 
 class TorchSeNet(nn.Module):
-    def __init__(self):
+    def __init__(self, norm=BatchNormAct2d):
         super().__init__()
-        self.conv_stem, self.bn1 = nn.Conv2d(3, 8, 3, padding=1, bias=False), BatchNormAct2d(8)
+        self.conv_stem, self.bn1 = nn.Conv2d(3, 8, 3, padding=1, bias=False), norm(8)
         self.se = TorchSqueezeExcite(8, 4)
-        self.conv_head, self.bn2 = nn.Conv2d(8, 8, 1, bias=False), BatchNormAct2d(8)
+        self.conv_head, self.bn2 = nn.Conv2d(8, 8, 1, bias=False), norm(8)
         self.classifier = nn.Linear(8, 3)
 
     def forward(self, x):
         x = self.bn2(self.conv_head(self.se(self.bn1(self.conv_stem(x)))))
         return self.classifier(x.mean((2, 3)))
+
+
+class BatchNormSiLU(nn.Sequential):
+    """A BatchNorm2d then its own SiLU module (transformers' EfficientNet: `depthwise_norm`, `depthwise_act`)."""
+
+    def __init__(self, num_features):
+        super().__init__()
+        self.norm, self.act = nn.BatchNorm2d(num_features), nn.SiLU()
 
 
 class MsSqueezeExcite(msnn.Cell):
@@ -70,14 +79,27 @@ class MsSqueezeExcite(msnn.Cell):
         return x * self.sigmoid(self.conv_expand(self.act(self.conv_reduce(x.mean((2, 3), keep_dims=True)))))
 
 
-class MsSeNet(msnn.Cell):
-    def __init__(self, se_act="relu"):
+class Swish(msnn.Cell):
+    """MindCV's layers.activation.Swish (its EfficientNet's activation): x * sigmoid(x), the Sigmoid a cell."""
+
+    def __init__(self):
         super().__init__()
+        self.result = None
+        self.sigmoid = msnn.Sigmoid()
+
+    def construct(self, x):
+        return x * self.sigmoid(x)
+
+
+class MsSeNet(msnn.Cell):
+    def __init__(self, se_act="relu", act="silu"):
+        super().__init__()
+        act = {"silu": msnn.SiLU, "swish": Swish}[act]
         self.conv_stem = msnn.Conv2d(3, 8, 3, pad_mode="pad", padding=1)
-        self.bn1, self.act1 = msnn.BatchNorm2d(8, momentum=0.9), msnn.SiLU()
+        self.bn1, self.act1 = msnn.BatchNorm2d(8, momentum=0.9), act()
         self.se = MsSqueezeExcite(8, 4, {"relu": msnn.ReLU, "silu": msnn.SiLU}[se_act])
         self.conv_head = msnn.Conv2d(8, 8, 1)
-        self.bn2, self.act2 = msnn.BatchNorm2d(8, momentum=0.9), msnn.SiLU()
+        self.bn2, self.act2 = msnn.BatchNorm2d(8, momentum=0.9), act()
         self.classifier = msnn.Dense(8, 3)
 
     def construct(self, x):
@@ -89,8 +111,12 @@ def torch_se_net():
     return TorchSeNet()
 
 
-def ms_se_net(se_act="relu"):
-    return MsSeNet(se_act)
+def torch_se_net_plain():
+    return TorchSeNet(BatchNormSiLU)
+
+
+def ms_se_net(se_act="relu", act="silu"):
+    return MsSeNet(se_act, act)
 
 
 # --- attention normalised inline (cosine attention) -----------------------------------------------------

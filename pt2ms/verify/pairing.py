@@ -202,9 +202,16 @@ def _consistent(pairs, flows):
 # --- parameter-free layers, by execution order between paired layers ------------------------------------
 
 def parameter_free_leaves(layers, has_own_parameters, children_of):
-    """{path: type name} of leaves that own no parameter and compute something."""
+    """{path: type name} of leaves that own no parameter and compute something. An activation built of other
+    layers and no parameters (MindCV's Swish: x * its Sigmoid cell(x)) counts as one leaf, the layers inside it
+    not: else PyTorch's SiLU would pair with the Sigmoid inside and "differ"."""
+    layers = [(name, layer) for name, layer in layers if name]
+    with_parameters = {name for name, layer in layers if has_own_parameters(layer)}
+    whole = [name for name, layer in layers if children_of(layer) and kind(type(layer).__name__) in ACTIVATION_KINDS
+             and not any(inner == name or inner.startswith(name + ".") for inner in with_parameters)]
     return {name: type(layer).__name__ for name, layer in layers
-            if name and not children_of(layer) and not has_own_parameters(layer)
+            if (name in whole or not children_of(layer)) and name not in with_parameters
+            and not any(name.startswith(outer + ".") for outer in whole)
             and kind(type(layer).__name__) not in SKIPPED_KINDS}
 
 

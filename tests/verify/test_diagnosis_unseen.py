@@ -48,6 +48,18 @@ def test_a_squeeze_excite_activation_is_blamed_not_the_norm_that_carries_its_act
     assert not any("`bn" in also for also in run.report["first_divergence_detail"].get("also", []))
 
 
+def test_an_activation_built_of_a_sigmoid_cell_pairs_as_one_activation(tmp_path):
+    """MindCV's EfficientNet runs SiLU as its Swish cell, x times a Sigmoid cell: PyTorch's SiLU pairs with the
+    Swish, not with the Sigmoid inside it (the real EfficientNet-B0 pair, its outputs agreeing at 5.0e-05, was
+    called "differ": "PyTorch applies SiLU here, MindSpore Sigmoid")."""
+    run = run_verify(project(tmp_path, "torch_se_net_plain", "ms_se_net", ms_kwargs='act = "swish"'))
+    assert run.code == 0 and run.report["agree"] is True, run.report["cause"]
+    act = next(r for r in run.report["layers"] if r["torch"] == "bn1.act")
+    assert (act["mindspore"], act["mindspore_type"]) == ("act1", "Swish")
+    assert act["isolated"]["verdict"] in compare.AGREEMENT
+    assert not [r for r in run.report["layers"] if r["mindspore"].endswith(".sigmoid") and r["mindspore"] != "se.sigmoid"]
+
+
 def test_attention_normalised_inline_is_named_as_the_blocks_inline_code_not_the_map(tmp_path):
     """Cosine attention (F.normalize of q and k, written in forward) on PyTorch's side only, in every block,
     behind a fused qkv the map splits rightly: the first block's inline code is named, with the call."""

@@ -226,11 +226,13 @@ def bench(pair_id, directory, size):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("pairs", nargs="*", choices=[*PAIRS, []], default=list(PAIRS), metavar="pair",
-                        help=f"which pairs ({', '.join(PAIRS)}; default all)")
+    parser.add_argument("pairs", nargs="*", metavar="pair", help=f"which pairs ({', '.join(PAIRS)}; default all)")
     parser.add_argument("--size", type=int, default=320, help="input image side (default 320)")
     parser.add_argument("--keep", type=Path, help="a folder to keep each pair's work folder in")
     args = parser.parse_args()
+    unknown = set(args.pairs) - set(PAIRS)
+    if unknown:
+        parser.error(f"unknown pair(s) {', '.join(sorted(unknown))}; known: {', '.join(PAIRS)}")
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}; python {sys.version.split()[0]}")
     for pair_id in args.pairs or list(PAIRS):
         missing = missing_packages(PAIRS[pair_id][0])

@@ -2,7 +2,7 @@
 
 Issue 18's first two pairs, each built from its own library's code with seeded random weights (nothing
 downloads weights):
-- `yolov8n`: ultralytics 8.3.0's `DetectionModel("yolov8n.yaml")` against mindyolo 0.5.0's YOLOv8 built from its
+- `yolov8n`: ultralytics 8.2.103's `DetectionModel("yolov8n.yaml")` against mindyolo 0.5.0's YOLOv8 built from its
   `configs/yolov8/yolov8n.yaml` (the layer list is written out below: mindyolo's wheel ships no configs). The
   heads run their same-shaped branches in other orders (ultralytics every box branch, then every class branch;
   mindyolo box and class level by level). Compared: the raw per-level head maps (output 1 on both sides; output
@@ -19,10 +19,12 @@ each stage's wall time. A pair whose packages are missing is skipped, saying so.
 These packages are benchmark-only (not in the requirements files); install them beside the tests' requirements,
 in a virtual environment of their own:
     python -m venv venv && venv/bin/pip install -r requirements-test.txt
-    venv/bin/pip install --no-deps mindyolo==0.5.0 ultralytics==8.3.0 "setuptools<81" opencv-python-headless \
+    venv/bin/pip install --no-deps mindyolo==0.5.0 ultralytics==8.2.103 "setuptools<81" opencv-python-headless \
         requests urllib3 certifi torchvision==0.28.0
     venv/bin/pip install --no-deps --no-build-isolation yolox==0.3.0 loguru thop
-torchvision is there for its metadata only: ultralytics reads its version at import, and imports it only for NMS,
+Not ultralytics 8.3.0: its Detect builds YOLO11's class branch (depthwise convs) for every model, so its
+"yolov8n" is not YOLOv8n (2.6 M parameters against mindyolo's 3.16 M). mindyolo imports pkg_resources, hence
+setuptools < 81. torchvision is there for its metadata only: ultralytics reads its version at import, and imports it only for NMS,
 which these runs never reach; `import torchvision` itself fails beside the CPU torch 2.13 (its C ops do not
 load), so Megvii's `yolox.utils`, which imports it for NMS, is replaced below by its own `compat.py` (see
 `_yolox_without_torchvision`).

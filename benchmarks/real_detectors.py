@@ -23,9 +23,9 @@ in a virtual environment of their own:
         requests urllib3 certifi torchvision==0.28.0
     venv/bin/pip install --no-deps --no-build-isolation yolox==0.3.0 loguru thop
 Not ultralytics 8.3.0: its Detect builds YOLO11's class branch (depthwise convs) for every model, so its
-"yolov8n" is not YOLOv8n (2.6 M parameters against mindyolo's 3.16 M). mindyolo imports pkg_resources, hence
-setuptools < 81. torchvision is there for its metadata only: ultralytics reads its version at import, and imports it only for NMS,
-which these runs never reach; `import torchvision` itself fails beside the CPU torch 2.13 (its C ops do not
+"yolov8n" is not YOLOv8n (2.72 M parameters against mindyolo's 3.16 M). mindyolo imports pkg_resources,
+hence setuptools < 81. torchvision is there for its metadata only: ultralytics reads its version at import, and
+imports it only for NMS, which these runs never reach; `import torchvision` itself fails beside the CPU torch 2.13 (its C ops do not
 load), so Megvii's `yolox.utils`, which imports it for NMS, is replaced below by its own `compat.py` (see
 `_yolox_without_torchvision`).
 

@@ -156,3 +156,29 @@ def test_rounding_that_grows_over_depth_to_just_under_the_tolerance_agrees(tmp_p
     assert run.code == 0 and run.report["agree"] is True and run.report["cause"] is None, run.report["cause"]
     assert row(run.report, "decode")["inputs"]["relative"] > compare.OP_TOLERANCE  # it inherits, and is cleared
     assert "accumulated" not in run.markdown and "**Cause:**" not in run.markdown
+
+
+
+def _flow(name, full, inputs, isolated, producer, through):
+    metric = lambda value, tolerance: {"compared": 4, "relative": value, "cosine": 1.0,
+                                       "verdict": compare.verdict({"compared": 4, "relative": value}, tolerance)}
+    return {"torch": name, "mindspore": name, "kind": "layer", "torch_type": "Conv2d", "mindspore_type": "Conv2d",
+            **metric(full, 1e-4), "inputs": metric(inputs, 1e-4), "isolated": metric(isolated, compare.OP_TOLERANCE),
+            "from": [producer] if producer else [], "through": through}
+
+
+def test_rounding_that_the_code_between_two_layers_passes_on_is_inherited_not_a_cause():
+    """The rows of two real reports (benchmarks/real_detectors.py): YOLOX-Darknet53's `head.reg_convs.2.1.bn`
+    agrees at 9.9e-5, a LeakyReLU then leaves `head.reg_preds.2` inputs at 1.15e-4; YOLOv8n's box branch agrees
+    at 6.8e-5 and the softmax before the DFL gives 1.4e-4. Each is inherited rounding (every layer agrees
+    alone, outputs within tolerance), not code that computes something else; from a producer at float noise,
+    the same inputs error is still named between the layers."""
+    from pt2ms.verify.diagnosis import causes
+
+    for producer_error, inputs_error, through in ((9.87e-5, 1.15e-4, ["act (LeakyReLU)"]),
+                                                  (6.82e-5, 1.41e-4, ["softmax(1)"])):
+        rows = [_flow("bn", producer_error, 7.6e-5, 1.4e-7, None, []),
+                _flow("pred", 6.9e-5, inputs_error, 3.2e-7, "bn", through)]
+        assert causes(rows, [], [], [], [], [], 1e-4) == [], through
+        rows[0] = _flow("bn", 2e-7, 1e-7, 1.4e-7, None, [])
+        assert [cause["kind"] for cause in causes(rows, [], [], [], [], [], 1e-4)] == ["between layers"], through

@@ -36,16 +36,21 @@ def test_refusal_names_the_block_the_estimate_and_what_is_available():
     assert fits == 3 * 4 * 1_000_000 + FRAMEWORKS_BYTES
 
 
+def _cgroup_files(root, v1=None, v2=None):
+    """A fake /sys/fs/cgroup under `root`: {file name: text} for a v1 memory cgroup `job` and a v2 cgroup `u`,
+    with the /proc/self/cgroup files that point at them (root/v1, root/v2)."""
+    for folder, files, proc in ((root / "memory" / "job", v1, "5:cpu:/\n4:memory:/job\n0::/\n"),
+                                (root / "u", v2, "0::/u\n")):
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in (files or {}).items():
+            (folder / name).write_text(text)
+        (root / ("v1" if folder.name == "job" else "v2")).write_text(proc)
+
+
 def test_cgroup_v1_and_v2_limits_are_read(tmp_path):
-    (tmp_path / "memory" / "job").mkdir(parents=True)
-    (tmp_path / "memory" / "job" / "memory.limit_in_bytes").write_text("2147483648\n")
-    (tmp_path / "memory" / "job" / "memory.usage_in_bytes").write_text("1000\n")
-    (tmp_path / "v1").write_text("5:cpu:/\n4:memory:/job\n0::/\n")
+    _cgroup_files(tmp_path, v1={"memory.limit_in_bytes": "2147483648\n", "memory.usage_in_bytes": "1000\n"},
+                  v2={"memory.max": "max\n", "memory.current": "5\n"})
     assert cgroup_memory(tmp_path / "v1", tmp_path) == (2147483648, 1000)
-    (tmp_path / "u").mkdir()
-    (tmp_path / "u" / "memory.max").write_text("max\n")
-    (tmp_path / "u" / "memory.current").write_text("5\n")
-    (tmp_path / "v2").write_text("0::/u\n")
     assert cgroup_memory(tmp_path / "v2", tmp_path) is None  # no limit set
     (tmp_path / "u" / "memory.max").write_text("1073741824\n")
     assert cgroup_memory(tmp_path / "v2", tmp_path) == (1073741824, 5)
@@ -55,17 +60,11 @@ def test_cgroup_v1_and_v2_limits_are_read(tmp_path):
 def test_page_cache_charged_to_the_cgroup_is_not_counted_as_used(tmp_path):
     """A checkpoint just written fills the cgroup with page cache the kernel reclaims: stage 4 after stage 3 at
     3B, under a 6 GiB limit, was refused with "0.6 GB left" when 5.8 GB of the usage was cache."""
-    (tmp_path / "memory" / "job").mkdir(parents=True)
-    (tmp_path / "memory" / "job" / "memory.limit_in_bytes").write_text("6000\n")
-    (tmp_path / "memory" / "job" / "memory.usage_in_bytes").write_text("5800\n")
-    (tmp_path / "memory" / "job" / "memory.stat").write_text("cache 5000\nrss 400\ntotal_cache 5300\ntotal_rss 500\n")
-    (tmp_path / "v1").write_text("4:memory:/job\n")
+    _cgroup_files(tmp_path, v1={"memory.limit_in_bytes": "6000\n", "memory.usage_in_bytes": "5800\n",
+                                "memory.stat": "cache 5000\nrss 400\ntotal_cache 5300\ntotal_rss 500\n"},
+                  v2={"memory.max": "6000\n", "memory.current": "5800\n",
+                      "memory.stat": "anon 700\nfile 5100\nkernel 0\n"})
     assert cgroup_memory(tmp_path / "v1", tmp_path) == (6000, 500)
-    (tmp_path / "u").mkdir()
-    (tmp_path / "u" / "memory.max").write_text("6000\n")
-    (tmp_path / "u" / "memory.current").write_text("5800\n")
-    (tmp_path / "u" / "memory.stat").write_text("anon 700\nfile 5100\nkernel 0\n")
-    (tmp_path / "v2").write_text("0::/u\n")
     assert cgroup_memory(tmp_path / "v2", tmp_path) == (6000, 700)
 
 

@@ -174,6 +174,23 @@ class _BlockWeights:
         finally:
             self.release(path)
 
+    @contextmanager
+    def _hooked(self, **after_options):
+        """Hooks on every block: materialised just before it runs, released after it; whatever is still held
+        (a run that failed) released at the end. `after_options` go to the framework's forward-hook call."""
+        handles = []
+        for block in self.blocks:
+            layer, path = self._layers[block.path], block.path
+            handles.append(layer.register_forward_pre_hook(lambda *_, path=path: self.materialise(path)))
+            handles.append(layer.register_forward_hook(lambda *_, path=path: self.release(path), **after_options))
+        try:
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+            for path in list(self._held):
+                self.release(path)
+
 
 class TorchBlockWeights(_BlockWeights):
     """A torch model's weights held one block at a time, read by name from `tensors` (see the module docstring)."""
@@ -252,21 +269,9 @@ class TorchBlockWeights(_BlockWeights):
             owner._parameters[attr] = shell
         self._held.discard(path)
 
-    @contextmanager
     def hold_while_running(self):
         """Forward hooks on every block: materialised just before it runs, released after (errors too)."""
-        handles = []
-        for block in self.blocks:
-            layer, path = self._layers[block.path], block.path
-            handles.append(layer.register_forward_pre_hook(lambda *_, path=path: self.materialise(path)))
-            handles.append(layer.register_forward_hook(lambda *_, path=path: self.release(path), always_call=True))
-        try:
-            yield self
-        finally:
-            for handle in handles:
-                handle.remove()
-            for path in list(self._held):
-                self.release(path)
+        return self._hooked(always_call=True)
 
 
 # --- MindSpore -------------------------------------------------------------------------------------------
@@ -367,18 +372,10 @@ class MsBlockWeights(_BlockWeights):
         for cell in cells:
             cell._self_check()      # what a first call does besides initialising the parameters
             cell._init_flag = True  # that initialising would fill the empty Parameters before our hook runs
-        handles = []
-        for block in self.blocks:
-            layer, path = self._layers[block.path], block.path
-            handles.append(layer.register_forward_pre_hook(lambda *_, path=path: self.materialise(path)))
-            handles.append(layer.register_forward_hook(lambda *_, path=path: self.release(path)))
         try:
-            yield self
+            with self._hooked():
+                yield self
         finally:
-            for handle in handles:
-                handle.remove()
-            for path in list(self._held):
-                self.release(path)
             for cell, flag in flags:
                 cell._init_flag = flag
 

@@ -18,6 +18,8 @@ from mindspore import nn as msnn
 from mindspore import ops
 from torch import nn
 
+from tests.diagnosis_models import MsAttention  # the port: separate q, k, v, the plain scaled dot product
+
 # --- BatchNormAct2d and a squeeze-excite block ----------------------------------------------------------
 
 
@@ -162,25 +164,6 @@ class TorchCosineNet(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(x.mean(dim=1))
-
-
-class MsAttention(msnn.Cell):
-    """The port: separate q, k, v projections, the plain scaled dot product (no normalisation)."""
-
-    def __init__(self, dim=8, heads=2):
-        super().__init__()
-        self.heads, self.scale = heads, (dim // heads) ** -0.5
-        self.q, self.k, self.v = msnn.Dense(dim, dim), msnn.Dense(dim, dim), msnn.Dense(dim, dim)
-        self.proj = msnn.Dense(dim, dim)
-
-    def _split(self, x, batch, tokens, dim):
-        return x.reshape(batch, tokens, self.heads, dim // self.heads).transpose(0, 2, 1, 3)
-
-    def construct(self, x):
-        batch, tokens, dim = x.shape
-        q, k, v = (self._split(layer(x), batch, tokens, dim) for layer in (self.q, self.k, self.v))
-        attn = ops.softmax(ops.matmul(q, k.transpose(0, 1, 3, 2)) * self.scale, axis=-1)
-        return self.proj(ops.matmul(attn, v).transpose(0, 2, 1, 3).reshape(batch, tokens, dim))
 
 
 class MsAttentionBlock(msnn.Cell):

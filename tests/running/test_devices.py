@@ -42,16 +42,22 @@ def test_an_unknown_device_is_a_config_error_naming_the_file(tmp_path, section, 
     assert code == 2 and stderr.count("\n") == 1 and key in stderr
 
 
+def _stage_4_refuses(project, section, line):
+    """Stages 3 then 4 with `line` in [section]: stage 4 must stop in one `error:` line, exit 2; its stderr."""
+    assert run_script("3_pth2ckpt.py", "--config", str(project))[0] == 0
+    _with(project, section, line)
+    code, _, stderr = run_script("4_verify.py", "--config", str(project))
+    assert code == 2 and stderr.count("\n") == 1 and stderr.startswith("error: "), stderr
+    return stderr
+
+
 def test_asking_for_cuda_without_it_stops_stage_4_in_one_line(mapped_project):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    assert run_script("3_pth2ckpt.py", "--config", str(mapped_project))[0] == 0
-    _with(mapped_project, "torch", 'device = "cuda"')
-    code, _, stderr = run_script("4_verify.py", "--config", str(mapped_project))
-    assert code == 2 and stderr.count("\n") == 1, stderr
-    assert stderr.startswith("error: ") and "[torch] device = 'cuda'" in stderr and "no such CUDA device" in stderr
+    stderr = _stage_4_refuses(mapped_project, "torch", 'device = "cuda"')
+    assert "[torch] device = 'cuda'" in stderr and "no such CUDA device" in stderr
     assert not (mapped_project.parent / "outputs" / "tiny" / "verify.json").exists()
 
 
@@ -60,11 +66,8 @@ def test_asking_for_a_mindspore_gpu_without_it_stops_stage_4_naming_the_key(mapp
 
     if is_available("GPU"):
         pytest.skip("this MindSpore has a GPU")
-    assert run_script("3_pth2ckpt.py", "--config", str(mapped_project))[0] == 0
-    _with(mapped_project, "mindspore", 'device = "GPU"')
-    code, _, stderr = run_script("4_verify.py", "--config", str(mapped_project))
-    assert code == 2 and stderr.count("\n") == 1, stderr
-    assert stderr.startswith("error: ") and "[mindspore] device = 'GPU'" in stderr and "cannot use GPU" in stderr
+    stderr = _stage_4_refuses(mapped_project, "mindspore", 'device = "GPU"')
+    assert "[mindspore] device = 'GPU'" in stderr and "cannot use GPU" in stderr
     # The CPU still works in the same process afterwards.
     mapped_project.write_text(mapped_project.read_text().replace('device = "GPU"\n', ""))
     assert run_script("4_verify.py", "--config", str(mapped_project))[0] == 0
